@@ -1,0 +1,110 @@
+"""Process hygiene: tags on every child, group signals, and a sweep for strays.
+
+Every service process runs in its own session (so its process group is its
+own), and carries ``STACKTEST_RUN_ID`` and ``STACKTEST_RUN_DIR`` in its
+environment, inherited by everything it starts. Stopping signals the group;
+reaping finds tagged processes through /proc even if they left the group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+TAG_RUN_ID = "STACKTEST_RUN_ID"
+TAG_RUN_DIR = "STACKTEST_RUN_DIR"
+TAG_SERVICE = "STACKTEST_SERVICE"
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    env = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key.decode(errors="replace")] = value.decode(errors="replace")
+    return env
+
+
+def tagged(**tags: str) -> Iterator[int]:
+    """Pids of live processes whose environment holds every ``KEY=value`` given."""
+    if not Path("/proc/self/environ").exists():
+        return
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        env = _environ(int(entry))
+        if env and all(env.get(key) == value for key, value in tags.items()):
+            yield int(entry)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie is not alive for our purposes
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return any(alive(pid) for pid in _group_members(pgid)) or not Path("/proc").exists()
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def kill_tagged(**tags: str) -> list[int]:
+    """SIGKILL every live process carrying the tags; returns their pids."""
+    killed = []
+    for pid in tagged(**tags):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
+
+
+def terminate_group(pgid: int, sig: int, grace: float) -> None:
+    """Blocking: ``sig`` to the group, wait up to ``grace``, then SIGKILL (for reaping)."""
+    signal_group(pgid, sig)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return
+        time.sleep(0.02)
+    signal_group(pgid, signal.SIGKILL)

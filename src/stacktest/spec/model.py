@@ -1,0 +1,123 @@
+"""The stack as data: what the stack file declares, validated once and frozen.
+
+Nothing here knows how to run anything; the engine turns these into processes.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+#: Built-in providers a service can ``use``; anything with ``command`` is a ``process``.
+PROVIDERS = ("postgres", "valkey", "redis", "nats")
+
+
+class Condition(enum.StrEnum):
+    """When a dependency counts as met (Compose's ``depends_on`` conditions)."""
+
+    STARTED = "started"
+    HEALTHY = "healthy"
+    COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    """How to tell that a process service is ready.
+
+    ``kind`` is one of ``tcp`` (a TCP connect to ``target``, default the service's
+    port), ``http`` (GET ``target``, a path on the service or a full URL, answered
+    with ``status``), ``command`` (``argv`` exits 0) or ``log`` (``target`` is a
+    regular expression found in the service's output).
+    """
+
+    kind: Literal["tcp", "http", "command", "log"]
+    target: str = ""
+    argv: tuple[str, ...] = ()
+    shell: bool = False
+    status: int | None = None
+    attempt_timeout: float = 1.0
+
+
+@dataclass(frozen=True)
+class Dependency:
+    service: str
+    condition: Condition
+
+
+def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One ``[services.NAME]`` table, validated."""
+
+    name: str
+    use: str  # "process" or one of PROVIDERS
+    command: tuple[str, ...] = ()
+    shell: bool = False
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=_frozen)
+    replicas: int = 1
+    ready: ReadyCheck | None = None
+    depends_on: tuple[Dependency, ...] = ()
+    stop_signal: signal.Signals = signal.SIGTERM
+    stop_timeout: float = 10.0
+    start_timeout: float = 30.0
+    restart: Literal["no", "on-failure"] = "no"
+    max_restarts: int = 5
+    #: Provider options (``databases``, ``init``, ``jetstream`` ...), already type-checked.
+    options: Mapping[str, Any] = field(default_factory=_frozen)
+
+    @property
+    def is_process(self) -> bool:
+        return self.use == "process"
+
+    @property
+    def has_health(self) -> bool:
+        """Whether "healthy" means more than "started" for this service."""
+        return not self.is_process or self.ready is not None
+
+    def instance_names(self) -> list[str]:
+        if self.replicas == 1:
+            return [self.name]
+        return [f"{self.name}.{i}" for i in range(1, self.replicas + 1)]
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A whole stack file, validated: services in declaration order."""
+
+    name: str
+    source: Path
+    run_dir: Path
+    services: Mapping[str, ServiceSpec]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent
+
+    def __getitem__(self, name: str) -> ServiceSpec:
+        return self.services[name]
+
+    def start_order(self) -> list[str]:
+        """Service names in an order where every dependency comes first."""
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(name: str) -> None:
+            if name in seen:
+                return
+            seen.add(name)
+            for dep in self.services[name].depends_on:
+                visit(dep.service)
+            order.append(name)
+
+        for name in self.services:
+            visit(name)
+        return order

@@ -1,0 +1,75 @@
+"""What each kind of service accepts and exposes, as data.
+
+``OPTIONS`` lists the provider-specific keys of a ``[services.NAME]`` table with
+their types; ``FIELDS`` lists what ``{service.field}`` references may name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Keys every service accepts.
+COMMON_KEYS = frozenset(
+    {
+        "use",
+        "env",
+        "depends_on",
+        "stop_signal",
+        "stop_timeout",
+        "start_timeout",
+        "restart",
+        "max_restarts",
+    }
+)
+
+#: Keys only a ``command`` service accepts.
+PROCESS_KEYS = frozenset({"command", "shell", "cwd", "replicas", "ready"})
+
+#: Provider-specific keys: name -> (accepted python types, description for errors).
+OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
+    "postgres": {
+        "databases": ((list,), "a list of database names"),
+        "user": ((str,), "a role name"),
+        "password": ((str,), "a string"),
+        "init": ((list, str), "a list of SQL file paths"),
+        "bin_dir": ((str,), "a directory holding postgres and initdb"),
+        "settings": ((dict,), "a table of postgresql.conf settings"),
+    },
+    "valkey": {
+        "password": ((str, bool), "a string, or true to generate one"),
+        "bin_dir": ((str,), "a directory holding valkey-server"),
+        "settings": ((dict,), "a table of server config settings"),
+        "persistence": ((bool,), "true or false"),
+    },
+    "nats": {
+        "jetstream": ((bool,), "true or false"),
+        "bin_dir": ((str,), "a directory holding nats-server"),
+        "args": ((list,), "a list of extra nats-server arguments"),
+    },
+}
+OPTIONS["redis"] = OPTIONS["valkey"]
+
+_COMMON_FIELDS = frozenset({"name", "host", "port", "url", "run_dir", "data_dir"})
+
+#: Fields a reference ``{service.field}`` may name, per kind of service.
+FIELDS: dict[str, frozenset[str]] = {
+    "process": _COMMON_FIELDS | {"replica"},
+    "postgres": _COMMON_FIELDS | {"user", "password", "database", "socket_dir"},
+    "valkey": _COMMON_FIELDS | {"password"},
+    "redis": _COMMON_FIELDS | {"password"},
+    "nats": _COMMON_FIELDS | {"monitor_port", "monitor_url"},
+}
+
+#: Fields that hold secrets: redacted in ``config``, ``status`` and logs.
+SECRET_FIELDS = frozenset({"password"})
+
+
+def type_name(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)

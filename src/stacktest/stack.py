@@ -1,0 +1,179 @@
+"""The Python API: a stack you start, use and stop from synchronous code.
+
+    with Stack.from_file("stack.toml") as stack:
+        dsn = stack["db"].url
+
+:class:`Stack` runs an :class:`~stacktest.engine.runtime.AsyncStack` on an event loop
+in a background thread, so services stay supervised (and, later, proxied) while
+the calling code blocks. Async code uses ``AsyncStack`` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stacktest.engine.runtime import AsyncStack, Running
+from stacktest.spec.model import StackSpec
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Service:
+    """What tests see of a running service (of its first instance, for replicas)."""
+
+    name: str
+    kind: str
+    host: str
+    port: int
+    url: str
+    #: Every field a ``{service.field}`` reference can name (``user``, ``password``...).
+    fields: Mapping[str, str]
+    #: Environment for the provider's own clients (``PGHOST``..., ``NATS_URL``).
+    env: Mapping[str, str]
+    log_path: Path
+    pids: tuple[int | None, ...]
+
+    def __getattr__(self, name: str) -> str:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(
+                f"service {self.name!r} has no field {name!r} (fields: {', '.join(self.fields)})"
+            ) from None
+
+    @classmethod
+    def from_running(cls, name: str, runs: list[Running]) -> Service:
+        first = runs[0].instance
+        return cls(
+            name=name,
+            kind=first.spec.use,
+            host=first.host,
+            port=first.port,
+            url=first.fields.get("url", ""),
+            fields=dict(first.fields),
+            env=runs[0].provider.client_env(first),
+            log_path=first.log_path,
+            pids=tuple(r.pid for r in runs),
+        )
+
+
+def service_view(stack: AsyncStack, name: str) -> Service:
+    return Service.from_running(name, stack.instances(name))
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, and a way to run coroutines on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="stacktest", daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():  # interrupted here (Ctrl-C): let the coroutine unwind
+                future.cancel()
+                with _suppress_all():
+                    future.result()
+            raise
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+class _suppress_all:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return True
+
+
+class Stack:
+    """A stack started from synchronous code; a context manager."""
+
+    def __init__(self, spec: StackSpec, *, run_dir: Path | None = None) -> None:
+        self.spec = spec
+        self._run_dir = run_dir
+        self._thread: _LoopThread | None = None
+        self._async: AsyncStack | None = None
+
+    @classmethod
+    def from_file(cls, path: str | Path = "stack.toml", *, run_dir: Path | None = None) -> Stack:
+        from stacktest.spec.load import load_stack
+
+        return cls(load_stack(path), run_dir=run_dir)
+
+    @property
+    def engine(self) -> AsyncStack:
+        if self._async is None:
+            raise RuntimeError("the stack is not started; use `with stack:` or stack.start()")
+        return self._async
+
+    def start(self) -> Stack:
+        if self._thread is None:
+            self._thread = _LoopThread()
+        thread = self._thread
+
+        async def make_and_start() -> None:
+            self._async = AsyncStack(self.spec, run_dir=self._run_dir)
+            await self._async.start()
+
+        atexit.register(self.stop)
+        try:
+            thread.call(make_and_start())
+        except BaseException:
+            self._close_thread()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._async is not None and self._thread is not None:
+            self._thread.call(self._async.stop())
+        self._close_thread()
+
+    def _close_thread(self) -> None:
+        atexit.unregister(self.stop)
+        if self._thread is not None:
+            self._thread.close()
+            self._thread = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __getitem__(self, name: str) -> Service:
+        return service_view(self.engine, name)
+
+    @property
+    def run_id(self) -> str:
+        return self.engine.run_id
+
+    @property
+    def services(self) -> list[str]:
+        return list(self.spec.services)
+
+    def restart(self, service: str) -> None:
+        assert self._thread is not None
+        self._thread.call(self.engine.restart(service))
+
+    def status(self) -> list[dict[str, Any]]:
+        return self.engine.status()
+
+
+__all__ = ["AsyncStack", "Service", "Stack"]
