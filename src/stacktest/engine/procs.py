@@ -84,6 +84,19 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+def start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks since boot): with the pid, a unique identity.
+
+    Environment tags are not enough on their own: servers that rewrite their process
+    title (valkey, redis) overwrite the memory /proc/PID/environ shows.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)

@@ -20,6 +20,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -135,10 +136,9 @@ class RunDir:
         reaped: list[str] = []
         state = self.read_state() or {}
         for name, info in (state.get("instances") or {}).items():
-            pgid = info.get("pgid")
-            run_id = state.get("run_id", "")
-            if pgid and any(True for _ in procs.tagged(**{procs.TAG_RUN_ID: run_id, procs.TAG_SERVICE: name})):
-                procs.terminate_group(int(pgid), 9, 0.0)
+            pid, ticks = info.get("pid"), info.get("start_ticks")
+            if pid and ticks and procs.start_ticks(int(pid)) == ticks:
+                procs.signal_group(int(pid), signal.SIGKILL)  # its own group: pgid == pid
                 reaped.append(name)
             private = info.get("private_dir")
             if private:

@@ -94,6 +94,7 @@ class Running:
     restarts: int = 0
     stopping: bool = False
     private_dir: str | None = None
+    start_ticks: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -128,6 +129,7 @@ class AsyncStack:
         *,
         run_dir: Path | None = None,
         on_event: EventListener | None = None,
+        stop_on_shutdown: bool = True,
     ) -> None:
         self.spec = spec
         self.run_dir = RunDir(run_dir or spec.run_dir)
@@ -145,7 +147,10 @@ class AsyncStack:
         self._control: asyncio.Server | None = None
         self._control_path: Path | None = None
         self._ports: list[int] = []
+        #: Set when `stacktest down` asks the owner to stop.
         self.shutdown_requested = asyncio.Event()
+        self._stop_on_shutdown = stop_on_shutdown
+        self._background: set[asyncio.Task[Any]] = set()
 
     @classmethod
     def from_file(cls, path: str | Path = "stack.toml", **kwargs: Any) -> AsyncStack:
@@ -382,6 +387,7 @@ class AsyncStack:
                     hint=f"check services.{instance.spec.name}.command and cwd",
                 ) from None
         run.started_at = time.time()
+        run.start_ticks = procs.start_ticks(run.proc.pid)
         run.exit_code = None
         run.exit_task = asyncio.ensure_future(run.proc.wait())
         run.state = "started"
@@ -536,7 +542,7 @@ class AsyncStack:
             if self._control is not None:
                 self._control.close()
                 with contextlib.suppress(Exception):
-                    await self._control.wait_closed()
+                    await asyncio.wait_for(self._control.wait_closed(), 1)
                 self._control = None
             if self._control_path is not None:
                 with contextlib.suppress(FileNotFoundError):
@@ -601,6 +607,7 @@ class AsyncStack:
                 "state": run.state,
                 "pid": run.pid,
                 "pgid": run.pid,
+                "start_ticks": run.start_ticks,
                 "port": inst.port,
                 "fields": inst.fields,
                 "log": str(inst.log_path),
@@ -652,6 +659,10 @@ class AsyncStack:
                 reply = {"ok": True, "status": self.status()}
             elif op == "shutdown":
                 self.shutdown_requested.set()
+                if self._stop_on_shutdown:
+                    task = asyncio.ensure_future(self.stop())
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
                 reply = {"ok": True}
             else:
                 reply = {"ok": False, "error": f"unknown operation {op!r}"}
