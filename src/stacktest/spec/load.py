@@ -292,6 +292,10 @@ class _Parser:
             value = self.expect(f"{key}.{option}", table[option], types, what)
             if option in ("databases", "args"):
                 value = list(self.str_list(f"{key}.{option}", value))
+            if option == "databases":
+                for i, db in enumerate(value):
+                    if not _NAME.match(db):
+                        self.fail(f"{key}.databases[{i}]", f"bad database name {db!r}")
             elif option == "init":
                 value = [value] if isinstance(value, str) else list(self.str_list(f"{key}.init", value))
                 resolved = []
@@ -307,10 +311,6 @@ class _Parser:
                         )
                     resolved.append(str(path))
                 value = resolved
-            elif option == "databases":
-                for i, db in enumerate(value):
-                    if not _NAME.match(db):
-                        self.fail(f"{key}.databases[{i}]", f"bad database name {db!r}")
             elif option == "settings":
                 for setting, item in value.items():
                     self.expect(f"{key}.settings.{setting}", item, (str, int, float, bool), "a value")

