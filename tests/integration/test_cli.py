@@ -1,0 +1,220 @@
+"""The CLI from separate shell invocations, as a user drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stacktest.engine import procs
+from tests.conftest import pid_alive
+
+pytestmark = pytest.mark.integration
+Write = Callable[..., Path]
+PY = sys.executable
+STACK = f"""
+[services.db]
+use = "postgres"
+databases = ["app"]
+
+[services.cache]
+use = "valkey"
+
+[services.web]
+command = ["{PY}", "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"]
+ready = {{ log = "Serving HTTP" }}
+depends_on = ["db"]
+"""
+
+
+def stacktest(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [PY, "-m", "stacktest", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False,
+    )
+
+
+@pytest.fixture
+def project(write_stack: Write) -> Iterator[Path]:
+    path = write_stack(STACK)
+    yield path.parent
+    stacktest("down", cwd=path.parent)
+
+
+def instance_pids(project: Path) -> list[int]:
+    state = json.loads((project / ".stacktest" / "state.json").read_text())
+    return [i["pid"] for i in state["instances"].values() if i["pid"]]
+
+
+def wait_gone(pids: list[int], timeout: float = 5) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if pid_alive(p)]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return alive
+
+
+def test_up_detached_then_status_exec_logs_env_restart_down(project: Path) -> None:
+    up = stacktest("up", "-d", cwd=project)
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert "ready in" in up.stdout
+
+    status = stacktest("status", "--json", cwd=project)
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["state"] == "ready"
+    assert set(data["instances"]) == {"db", "cache", "web"}
+    assert all(i["state"] == "ready" for i in data["instances"].values())
+    db_fields = data["instances"]["db"]["fields"]
+    assert db_fields["password"] == "****" and "****@" in db_fields["url"]  # redacted
+
+    table = stacktest("status", cwd=project)
+    assert "db" in table.stdout and "ready" in table.stdout
+
+    psql = stacktest("exec", "db", "--", "psql", "-tAc", "select 40 + 2", cwd=project)
+    assert psql.returncode == 0, psql.stderr
+    assert psql.stdout.strip() == "42"
+    cli = stacktest("exec", "cache", "--", "valkey-cli", "ping", cwd=project)
+    assert cli.stdout.strip() == "PONG", cli.stderr
+
+    logs = stacktest("logs", "db", "--tail", "50", cwd=project)
+    assert "ready to accept connections" in logs.stdout
+    all_logs = stacktest("logs", cwd=project)
+    assert "web " in all_logs.stdout and "Serving HTTP" in all_logs.stdout
+
+    env = stacktest("env", "db", cwd=project)
+    assert "export DB_PORT=" in env.stdout and "export DB_PASSWORD=" in env.stdout
+
+    before = instance_pids(project)
+    restart = stacktest("restart", "db", cwd=project)
+    assert restart.returncode == 0, restart.stderr
+    after = instance_pids(project)
+    assert after[0] != before[0]
+    again = stacktest("exec", "db", "--", "psql", "-tAc", "select 1", cwd=project)
+    assert again.stdout.strip() == "1"
+
+    pids = instance_pids(project)
+    down = stacktest("down", cwd=project)
+    assert down.returncode == 0, down.stderr
+    assert wait_gone(pids) == []
+    assert list(procs.tagged(**{procs.TAG_RUN_DIR: str(project / ".stacktest")})) == []
+    gone = stacktest("status", cwd=project)
+    assert gone.returncode == 3 and "no stack is running" in gone.stdout
+
+
+def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
+    fg = subprocess.Popen(
+        [PY, "-m", "stacktest", "up"], cwd=project,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert fg.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in fg.stdout:
+        if "ready in" in line or time.monotonic() > deadline:
+            break
+    first = instance_pids(project)
+    assert len(first) == 3 and all(pid_alive(p) for p in first)
+    fg.send_signal(signal.SIGKILL)
+    fg.wait()
+    fg.stdout.close()
+    assert all(pid_alive(p) for p in first)  # orphans, until someone reaps them
+
+    up = stacktest("up", "-d", cwd=project)
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert wait_gone(first) == []
+    second = instance_pids(project)
+    assert not set(first) & set(second)
+    state = json.loads((project / ".stacktest" / "state.json").read_text())
+    assert state["state"] == "ready"
+
+
+def test_foreground_up_stops_everything_on_ctrl_c(project: Path) -> None:
+    fg = subprocess.Popen(
+        [PY, "-m", "stacktest", "up"], cwd=project,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert fg.stdout is not None
+    for line in fg.stdout:
+        if "ready in" in line:
+            break
+    pids = instance_pids(project)
+    fg.send_signal(signal.SIGINT)
+    out, _ = fg.communicate(timeout=30)
+    assert fg.returncode == 0, out
+    assert wait_gone(pids) == []
+
+
+def test_down_when_nothing_runs(project: Path) -> None:
+    down = stacktest("down", cwd=project)
+    assert down.returncode == 0
+    assert "nothing to stop" in down.stdout
+
+
+def test_exec_when_not_running(project: Path) -> None:
+    result = stacktest("exec", "db", "--", "psql", cwd=project)
+    assert result.returncode == 1
+    assert "no stack is running" in result.stderr and "stacktest up -d" in result.stderr
+
+
+def test_up_failure_is_reported_without_traceback(write_stack: Write) -> None:
+    path = write_stack(
+        f"""
+        [services.api]
+        command = ["{PY}", "-c", "import sys; print('port already taken?'); sys.exit(2)"]
+        ready = {{ tcp = true }}
+        """
+    )
+    for args in (["up", "-d"], ["up"]):
+        result = stacktest(*args, cwd=path.parent)
+        text = result.stdout + result.stderr
+        assert result.returncode == 1, text
+        assert "exited with code 2 before it was ready" in text
+        assert "port already taken?" in text
+        assert "Traceback" not in text
+
+
+def test_bad_stack_file_exits_2_with_location(write_stack: Write) -> None:
+    path = write_stack('[services.api]\ncommand = ["x"]\ndepends_on = ["db"]\n')
+    for command in ("up", "config", "status"):
+        result = stacktest(command, cwd=path.parent)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"{path}:3: services.api.depends_on.db: unknown service 'db'" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_config_json_redacts_and_orders(write_stack: Write) -> None:
+    path = write_stack(
+        '[services.db]\nuse = "postgres"\npassword = "hunter2"\n'
+        '[services.api]\ncommand = ["x", "{db.url}"]\ndepends_on = ["db"]\n'
+    )
+    result = stacktest("config", "--json", cwd=path.parent)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["start_order"] == ["db", "api"]
+    assert data["services"]["db"]["password"] == "****"
+    assert "hunter2" not in result.stdout
+    assert data["services"]["api"]["depends_on"] == {"db": "healthy"}
+
+
+def test_doctor_reports_binaries(tmp_path: Path) -> None:
+    result = stacktest("doctor", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for binary in ("postgres", "initdb", "psql", "nats-server"):
+        assert binary in result.stdout
+
+
+def test_help_is_fast_and_lists_commands(tmp_path: Path) -> None:
+    result = stacktest("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("up", "down", "status", "logs", "exec", "restart", "env", "doctor", "config"):
+        assert command in result.stdout
