@@ -50,8 +50,10 @@ def main() -> int:
             pids.append(row["pid"])
             print(f"    {row['name']:<6} {row['state']:<8} pid {row['pid']:<7} port {row['port']}")
         print("==> round trips")
-        check("postgres: insert and read back over TCP with the generated password",
-              lambda: postgres_round_trip(stack["db"].url + "/quickstart"))
+        check(
+            "postgres: insert and read back over TCP with the generated password",
+            lambda: postgres_round_trip(stack["db"].url + "/quickstart"),
+        )
         check("valkey: SET then GET", lambda: valkey_round_trip(stack["cache"].url))
         check("nats: JetStream publish, then consume", lambda: nats_round_trip(stack["bus"].url))
         check("web: POST /visit writes to all three", lambda: web_round_trip(stack["web"].url))
@@ -63,7 +65,9 @@ def main() -> int:
     checks.append(("nothing left running after down", not leftovers, f"leftover pids: {leftovers}"))
     print(f"==> stacktest down in {down_seconds:.2f}s; leftover processes: {leftovers or 'none'}")
     passed = sum(ok for _, ok, _ in checks)
-    print(f"==> summary: {passed}/{len(checks)} checks passed; up {up_seconds:.2f}s, down {down_seconds:.2f}s")
+    print(
+        f"==> summary: {passed}/{len(checks)} checks passed; up {up_seconds:.2f}s, down {down_seconds:.2f}s"
+    )
     write_report(checks, up_seconds, down_seconds)
     return 0 if passed == len(checks) else 1
 
@@ -115,7 +119,9 @@ def nats_round_trip(url: str) -> str:
 
 def web_round_trip(url: str) -> str:
     request = urllib.request.Request(
-        f"{url}/visit", data=json.dumps({"who": "ada"}).encode(), method="POST",
+        f"{url}/visit",
+        data=json.dumps({"who": "ada"}).encode(),
+        method="POST",
         headers={"content-type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:

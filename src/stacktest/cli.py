@@ -183,8 +183,11 @@ def _up_detached(spec: StackSpec, file: Path) -> None:
             state = run_dir.read_state() or {}
             mine = state.get("owner_pid") == runner.pid
             if mine:
-                waiting = [n for n, i in state.get("instances", {}).items()
-                           if i.get("state") in ("pending", "starting", "started")]
+                waiting = [
+                    n
+                    for n, i in state.get("instances", {}).items()
+                    if i.get("state") in ("pending", "starting", "started")
+                ]
                 progress.update(f"starting: {', '.join(waiting) or '...'}")
             if mine and state.get("state") == "ready":
                 break
@@ -248,7 +251,8 @@ def _public_state(state: dict[str, Any]) -> dict[str, Any]:
             for k, v in info.get("fields", {}).items()
         }
         out["instances"][name] = {
-            k: v for k, v in info.items()
+            k: v
+            for k, v in info.items()
             if k not in ("fields", "client_env", "client_args", "client_bin_dirs", "private_dir")
         } | {"fields": fields}
     return out
@@ -258,8 +262,12 @@ def _public_state(state: dict[str, Any]) -> dict[str, Any]:
 def logs(
     service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
     file: FileOpt = DEFAULT_FILE,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
-    tail: Annotated[int, typer.Option("--tail", "-n", help="Lines per service to start with (0 = all).")] = 100,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    tail: Annotated[
+        int, typer.Option("--tail", "-n", help="Lines per service to start with (0 = all).")
+    ] = 100,
 ) -> None:
     """Print the services' output (stdout and stderr)."""
     from stacktest.cli_logs import show_logs
@@ -306,7 +314,9 @@ def exec_(
 
     resolved = shutil.which(argv[0], path=env["PATH"])
     if resolved is None:
-        _fail(f"command {argv[0]!r} not found on PATH (looked first in: {', '.join(bin_dirs) or '-'})")
+        _fail(
+            f"command {argv[0]!r} not found on PATH (looked first in: {', '.join(bin_dirs) or '-'})"
+        )
     sys.stdout.flush()
     os.execve(resolved, argv, env)
 
@@ -419,9 +429,7 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
         if s.is_process:
             entry.update(command=list(s.command), shell=s.shell, cwd=s.cwd, replicas=s.replicas)
             if s.ready:
-                entry["ready"] = {
-                    k: v for k, v in vars(s.ready).items() if v not in ("", (), None)
-                }
+                entry["ready"] = {k: v for k, v in vars(s.ready).items() if v not in ("", (), None)}
         options = dict(s.options)
         if options.get("password"):
             options["password"] = "****"

@@ -120,7 +120,9 @@ class ServiceStartTimeout(ServiceStartError, TimeoutError):
     def __init__(self, service: str, timeout: float, **kwargs: object) -> None:
         self.timeout = timeout
         super().__init__(
-            service, f"was not ready after {timeout:g}s", **kwargs  # type: ignore[arg-type]
+            service,
+            f"was not ready after {timeout:g}s",
+            **kwargs,  # type: ignore[arg-type]
         )
 
 

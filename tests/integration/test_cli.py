@@ -38,7 +38,12 @@ def stacktest(*args: str, cwd: Path, timeout: float = 60) -> subprocess.Complete
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run(
         [PY, "-m", "stacktest", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
 
 
@@ -114,8 +119,11 @@ def test_up_detached_then_status_exec_logs_env_restart_down(project: Path) -> No
 
 def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
     fg = subprocess.Popen(
-        [PY, "-m", "stacktest", "up"], cwd=project,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [PY, "-m", "stacktest", "up"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert fg.stdout is not None
     deadline = time.monotonic() + 60
@@ -140,8 +148,11 @@ def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
 
 def test_foreground_up_stops_everything_on_ctrl_c(project: Path) -> None:
     fg = subprocess.Popen(
-        [PY, "-m", "stacktest", "up"], cwd=project,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [PY, "-m", "stacktest", "up"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert fg.stdout is not None
     for line in fg.stdout:

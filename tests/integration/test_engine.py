@@ -269,9 +269,8 @@ def test_second_owner_of_a_run_dir_is_refused(write_stack: Write) -> None:
     from stacktest import StackStateError
 
     path = write_stack(f"[services.web]\n{HTTP_SERVER}\n")
-    with Stack.from_file(path):
-        with pytest.raises(StackStateError, match="already running"):
-            Stack.from_file(path).start()
+    with Stack.from_file(path), pytest.raises(StackStateError, match="already running"):
+        Stack.from_file(path).start()
 
 
 def test_async_stack(write_stack: Write) -> None:

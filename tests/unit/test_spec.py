@@ -261,21 +261,33 @@ def test_completed_on_a_server(write_stack: Write) -> None:
     [
         ('[services.a]\nuse = "mysql"\n', "unknown provider 'mysql'"),
         ('[services.a]\nuse = "postgress"\n', "did you mean 'postgres'"),
-        ('[services.a]\nuse = "postgres"\ncommand = ["x"]\n', "both `use = 'postgres'` and `command`"),
+        (
+            '[services.a]\nuse = "postgres"\ncommand = ["x"]\n',
+            "both `use = 'postgres'` and `command`",
+        ),
         ("[services.a]\nenv = {}\n", "needs either `use`"),
         ('[services.a]\ncommand = "run me"\n', "shell is not enabled"),
-        ('[services.a]\ncommand = []\n', "command is empty"),
+        ("[services.a]\ncommand = []\n", "command is empty"),
         ('[services.a]\ncommand = ["x"]\nreplicas = 0\n', "at least 1"),
         ('[services.a]\ncommand = ["x"]\nstart_timeout = "soon"\n', "expected a duration"),
         ('[services.a]\ncommand = ["x"]\nrestart = "always"\n', "unknown restart policy"),
         ('[services.a]\ncommand = ["x"]\nstop_signal = "SIGFOO"\n', "unknown signal"),
         ('[services.a]\ncommand = ["x"]\nready = {}\n', "exactly one of tcp, http, command, log"),
         ('[services.a]\ncommand = ["x"]\nready = { http = "health" }\n', "starting with '/'"),
-        ('[services.a]\ncommand = ["x"]\nready = { log = "(" }\n', "not a valid regular expression"),
-        ('[services.a]\ncommand = ["x"]\nready = { tcp = true, status = 200 }\n', "only applies to http"),
+        (
+            '[services.a]\ncommand = ["x"]\nready = { log = "(" }\n',
+            "not a valid regular expression",
+        ),
+        (
+            '[services.a]\ncommand = ["x"]\nready = { tcp = true, status = 200 }\n',
+            "only applies to http",
+        ),
         ('[services.a]\ncommand = ["x"]\ndepends_on = ["a"]\n', "cannot depend on itself"),
         ('[services.a]\nuse = "postgres"\nreplicas = 2\n', "only for `command` services"),
-        ('[services.a]\nuse = "postgres"\ninit = ["missing.sql"]\n', "SQL file 'missing.sql' not found"),
+        (
+            '[services.a]\nuse = "postgres"\ninit = ["missing.sql"]\n',
+            "SQL file 'missing.sql' not found",
+        ),
         ('[services.a]\nuse = "postgres"\ndatabases = ["bad name"]\n', "bad database name"),
         ('[services."a b"]\ncommand = ["x"]\n', "bad service name"),
         ('[stack]\nnmae = "x"\n[services.a]\ncommand = ["x"]\n', "did you mean 'name'"),
@@ -307,7 +319,15 @@ def test_config_error_is_a_value_error(write_stack: Write) -> None:
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("200ms", 0.2), ("1.5s", 1.5), ("2m", 120.0), ("1h", 3600.0), (3, 3.0), (0.25, 0.25), ("7", 7.0)],
+    [
+        ("200ms", 0.2),
+        ("1.5s", 1.5),
+        ("2m", 120.0),
+        ("1h", 3600.0),
+        (3, 3.0),
+        (0.25, 0.25),
+        ("7", 7.0),
+    ],
 )
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == pytest.approx(seconds)

@@ -22,7 +22,9 @@ def test_references_are_found() -> None:
 
 
 def test_render_fills_references() -> None:
-    assert render("{db.url}/app?x={port}", resolve, {}) == "postgresql://u:p@127.0.0.1:5432/app?x=5000"
+    assert (
+        render("{db.url}/app?x={port}", resolve, {}) == "postgresql://u:p@127.0.0.1:5432/app?x=5000"
+    )
 
 
 @pytest.mark.parametrize(

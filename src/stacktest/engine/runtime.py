@@ -307,7 +307,8 @@ class AsyncStack:
         loop = asyncio.get_running_loop()
         self._startup_failure = loop.create_future()
         main = asyncio.ensure_future(self._start_graph())
-        await asyncio.wait([main, self._startup_failure], return_when=asyncio.FIRST_COMPLETED)
+        waiters: list[asyncio.Future[Any]] = [main, self._startup_failure]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         if self._startup_failure.done() and not main.done():
             main.cancel()
             with contextlib.suppress(BaseException):
@@ -444,7 +445,10 @@ class AsyncStack:
             if ok:
                 break
             if time.monotonic() >= deadline:
-                hint = f"raise services.{instance.spec.name}.start_timeout, or check its ready settings"
+                hint = (
+                    f"raise services.{instance.spec.name}.start_timeout,"
+                    " or check its ready settings"
+                )
                 if last_error:
                     hint = f"last attempt said: {last_error.splitlines()[0]}\n  hint: {hint}"
                 raise ServiceStartTimeout(
@@ -536,9 +540,7 @@ class AsyncStack:
             for run in self._running.values():
                 with contextlib.suppress(Exception):
                     await run.provider.cleanup(run.instance)
-            await asyncio.to_thread(
-                procs.kill_tagged, **{procs.TAG_RUN_ID: self.run_id}
-            )
+            await asyncio.to_thread(procs.kill_tagged, **{procs.TAG_RUN_ID: self.run_id})
             if self._control is not None:
                 self._control.close()
                 with contextlib.suppress(Exception):

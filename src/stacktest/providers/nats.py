@@ -48,10 +48,14 @@ class NatsProvider(Provider):
         instance.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(server),
-            "-a", instance.host,
-            "-p", str(instance.port),
-            "-m", instance.fields["monitor_port"],
-            "-n", f"stacktest-{instance.name}",
+            "-a",
+            instance.host,
+            "-p",
+            str(instance.port),
+            "-m",
+            instance.fields["monitor_port"],
+            "-n",
+            f"stacktest-{instance.name}",
         ]
         if options.get("jetstream"):
             argv += ["-js", "-sd", str(instance.data_dir / "jetstream")]
@@ -59,7 +63,11 @@ class NatsProvider(Provider):
         return Launch(argv=argv, env={**os.environ, **instance.env}, cwd=instance.data_dir)
 
     async def probe(self, instance: Instance) -> bool:
-        path = "/healthz?js-enabled-only=true" if instance.spec.options.get("jetstream") else "/healthz"
+        path = (
+            "/healthz?js-enabled-only=true"
+            if instance.spec.options.get("jetstream")
+            else "/healthz"
+        )
         status = await http_status(f"{instance.fields['monitor_url']}{path}", timeout=1.0)
         return status == 200
 
@@ -71,5 +79,13 @@ class NatsProvider(Provider):
         try:
             path, looked = find_server()
         except Exception as exc:
-            return [BinaryReport("nats", "nats-server", None, None, tuple(getattr(exc, "looked_in", ())), hint)]
-        return [BinaryReport("nats", "nats-server", path, binaries.version_of(path), tuple(looked), hint)]
+            return [
+                BinaryReport(
+                    "nats", "nats-server", None, None, tuple(getattr(exc, "looked_in", ())), hint
+                )
+            ]
+        return [
+            BinaryReport(
+                "nats", "nats-server", path, binaries.version_of(path), tuple(looked), hint
+            )
+        ]

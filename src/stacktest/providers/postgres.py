@@ -24,6 +24,7 @@ import signal
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from stacktest.errors import ServiceStartError
 from stacktest.providers import binaries
@@ -57,14 +58,14 @@ def find_bin_dir(explicit: str | None = None) -> tuple[Path, list[str]]:
                 found = search.look(Path(linked).resolve().parent, f"where {tool} on PATH points")
                 if found:
                     break
-    found = found or search.look_all(binaries.expand(["/usr/lib/postgresql/*/bin"]), "Debian/Ubuntu")
+    found = found or search.look_all(
+        binaries.expand(["/usr/lib/postgresql/*/bin"]), "Debian/Ubuntu"
+    )
     found = found or search.look_all(
         binaries.expand(["/usr/local/pgsql/bin", "/usr/pgsql-*/bin"]), "source or RPM install"
     )
     found = found or search.look_all(
-        binaries.expand(
-            ["/opt/homebrew/opt/postgresql*/bin", "/usr/local/opt/postgresql*/bin"]
-        ),
+        binaries.expand(["/opt/homebrew/opt/postgresql*/bin", "/usr/local/opt/postgresql*/bin"]),
         "Homebrew",
     )
     found = found or search.look(
@@ -183,11 +184,22 @@ class PostgresProvider(Provider):
             data = work / "data"
             await _run(
                 [
-                    str(bin_dir / "initdb"), "-D", str(data), "-U", role,
-                    "--auth-local=trust", "--auth-host=scram-sha-256",
-                    "-E", "UTF8", "--locale=C", "--no-sync", "--wal-segsize=1",
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    role,
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--wal-segsize=1",
                 ],
-                user=user, what="initialise a data directory (initdb)", service=instance.name,
+                user=user,
+                what="initialise a data directory (initdb)",
+                service=instance.name,
             )
             databases = [d for d in options.get("databases", []) if d != "postgres"]
             if databases or options.get("init"):
@@ -213,9 +225,21 @@ class PostgresProvider(Provider):
             _chown_tree(sock, user)
         log = open(work / "seed.log", "wb")  # noqa: SIM115 - closed below
         proc = await asyncio.create_subprocess_exec(
-            str(bin_dir / "postgres"), "-D", str(data), "-k", str(sock),
-            "-c", "listen_addresses=", "-c", "fsync=off", "-p", str(instance.port),
-            stdout=log, stderr=log, user=user, start_new_session=True,
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-k",
+            str(sock),
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-p",
+            str(instance.port),
+            stdout=log,
+            stderr=log,
+            user=user,
+            start_new_session=True,
         )
         try:
             psycopg = _psycopg()
@@ -304,7 +328,9 @@ class PostgresProvider(Provider):
         argv = [str(postgres), "-D", str(data), "-p", str(instance.port), "-k", str(sock)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
-        return Launch(argv=argv, env={**os.environ, "LC_ALL": "C", **instance.env}, cwd=data, user=user)
+        return Launch(
+            argv=argv, env={**os.environ, "LC_ALL": "C", **instance.env}, cwd=data, user=user
+        )
 
     async def probe(self, instance: Instance) -> bool:
         psycopg = _psycopg()
@@ -313,8 +339,12 @@ class PostgresProvider(Provider):
         if not sock.exists():
             return False
         async with await psycopg.AsyncConnection.connect(
-            host=fields["socket_dir"], port=instance.port, user=fields["user"],
-            dbname="postgres", autocommit=True, connect_timeout=2,
+            host=fields["socket_dir"],
+            port=instance.port,
+            user=fields["user"],
+            dbname="postgres",
+            autocommit=True,
+            connect_timeout=2,
         ) as conn:
             if not instance.scratch.get("password_set"):
                 sql = psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
@@ -353,14 +383,22 @@ class PostgresProvider(Provider):
         try:
             bin_dir, looked = find_bin_dir()
         except Exception as exc:
-            return [BinaryReport("postgres", "postgres", None, None, tuple(getattr(exc, "looked_in", ())), hint)]
+            return [
+                BinaryReport(
+                    "postgres", "postgres", None, None, tuple(getattr(exc, "looked_in", ())), hint
+                )
+            ]
         reports = []
         for name in ("postgres", "initdb", "psql"):
             path = bin_dir / name
             reports.append(
                 BinaryReport(
-                    "postgres", name, path if path.exists() else None,
-                    binaries.version_of(path) if path.exists() else None, tuple(looked), hint,
+                    "postgres",
+                    name,
+                    path if path.exists() else None,
+                    binaries.version_of(path) if path.exists() else None,
+                    tuple(looked),
+                    hint,
                 )
             )
         return reports
@@ -394,7 +432,7 @@ async def _check_runnable(postgres: Path, user: str, service: str) -> None:
     _runnable.add((postgres, user))
 
 
-def _psycopg():  # type: ignore[no-untyped-def]
+def _psycopg() -> Any:
     import psycopg
     import psycopg.sql
 

@@ -28,14 +28,16 @@ class ProcessProvider(Provider):
         cwd = instance.cwd or instance.run_dir.parent
         if not cwd.is_dir():
             raise ServiceStartError(
-                instance.name, f"cannot start: working directory {cwd} does not exist",
+                instance.name,
+                f"cannot start: working directory {cwd} does not exist",
                 hint=f"fix services.{spec.name}.cwd (relative paths start at the stack file)",
             )
         program = argv[0]
         path_env = instance.env.get("PATH", os.environ.get("PATH", ""))
         if os.sep not in program and not shutil.which(program, path=path_env):
             raise ServiceStartError(
-                instance.name, f"cannot start: program {program!r} not found on PATH",
+                instance.name,
+                f"cannot start: program {program!r} not found on PATH",
                 hint=f"install it, or give its full path in services.{spec.name}.command",
             )
         instance.data_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from stacktest.providers import binaries
@@ -16,7 +15,9 @@ from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, g
 
 
 def find_server(kind: str, explicit: str | None = None) -> tuple[Path, list[str]]:
-    names = ["redis-server", "valkey-server"] if kind == "redis" else ["valkey-server", "redis-server"]
+    names = (
+        ["redis-server", "valkey-server"] if kind == "redis" else ["valkey-server", "redis-server"]
+    )
     search = binaries.Search(names)
     if explicit:
         found = search.look(Path(explicit), "bin_dir in the stack file")
@@ -58,11 +59,12 @@ class ValkeyProvider(Provider):
     def plan(self, instance: Instance) -> None:
         option = instance.spec.options.get("password", False)
         password = generate_password() if option is True else (option or "")
+        auth = f":{password}@" if password else ""
         instance.fields.update(
             host=instance.host,
             port=str(instance.port),
             password=password,
-            url=f"redis://{':' + password + '@' if password else ''}{instance.host}:{instance.port}",
+            url=f"redis://{auth}{instance.host}:{instance.port}",
         )
 
     async def prepare(self, instance: Instance) -> Launch:
@@ -72,12 +74,18 @@ class ValkeyProvider(Provider):
         instance.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(server),
-            "--port", str(instance.port),
-            "--bind", instance.host,
-            "--dir", str(instance.data_dir),
-            "--save", "",
-            "--appendonly", "yes" if options.get("persistence") else "no",
-            "--daemonize", "no",
+            "--port",
+            str(instance.port),
+            "--bind",
+            instance.host,
+            "--dir",
+            str(instance.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if options.get("persistence") else "no",
+            "--daemonize",
+            "no",
         ]
         if instance.fields["password"]:
             argv += ["--requirepass", instance.fields["password"]]
@@ -117,5 +125,16 @@ class ValkeyProvider(Provider):
         try:
             path, looked = find_server(self.kind)
         except Exception as exc:
-            return [BinaryReport(self.kind, f"{self.kind}-server", None, None, tuple(getattr(exc, "looked_in", ())), hint)]
-        return [BinaryReport(self.kind, path.name, path, binaries.version_of(path), tuple(looked), hint)]
+            return [
+                BinaryReport(
+                    self.kind,
+                    f"{self.kind}-server",
+                    None,
+                    None,
+                    tuple(getattr(exc, "looked_in", ())),
+                    hint,
+                )
+            ]
+        return [
+            BinaryReport(self.kind, path.name, path, binaries.version_of(path), tuple(looked), hint)
+        ]

@@ -153,7 +153,9 @@ class _Parser:
         stack_name = self.expect(
             "stack.name", meta.get("name", self.source.parent.name or "stack"), (str,), "a string"
         )
-        run_dir = Path(self.expect("stack.run_dir", meta.get("run_dir", ".stacktest"), (str,), "a path"))
+        run_dir = Path(
+            self.expect("stack.run_dir", meta.get("run_dir", ".stacktest"), (str,), "a path")
+        )
         if not run_dir.is_absolute():
             run_dir = self.source.parent / run_dir
 
@@ -172,7 +174,8 @@ class _Parser:
             self.expect(key, table, (dict,), "a table")
             kinds[name] = self.kind(key, table)
         healthful = {
-            name for name, table in raw_services.items()
+            name
+            for name, table in raw_services.items()
             if kinds[name] != "process" or "ready" in table
         }
         services = {
@@ -226,7 +229,9 @@ class _Parser:
                 self.unknown_key(key, option, allowed)
 
         fields: dict[str, Any] = {"name": name, "use": kind}
-        shell = bool(self.expect(f"{key}.shell", table.get("shell", False), (bool,), "true or false"))
+        shell = bool(
+            self.expect(f"{key}.shell", table.get("shell", False), (bool,), "true or false")
+        )
         if kind == "process":
             command = table["command"]
             if isinstance(command, str):
@@ -244,7 +249,9 @@ class _Parser:
             fields["shell"] = shell
             if "cwd" in table:
                 fields["cwd"] = self.expect(f"{key}.cwd", table["cwd"], (str,), "a path")
-            replicas = self.expect(f"{key}.replicas", table.get("replicas", 1), (int,), "an integer")
+            replicas = self.expect(
+                f"{key}.replicas", table.get("replicas", 1), (int,), "an integer"
+            )
             if replicas < 1:
                 self.fail(f"{key}.replicas", f"replicas must be at least 1, got {replicas}")
             fields["replicas"] = replicas
@@ -274,7 +281,9 @@ class _Parser:
                 fields[timeout] = self.duration(f"{key}.{timeout}", table[timeout])
         restart = self.expect(f"{key}.restart", table.get("restart", "no"), (str,), "a string")
         if restart not in ("no", "on-failure"):
-            self.fail(f"{key}.restart", f"unknown restart policy {restart!r}", "use 'no' or 'on-failure'")
+            self.fail(
+                f"{key}.restart", f"unknown restart policy {restart!r}", "use 'no' or 'on-failure'"
+            )
         fields["restart"] = restart
         fields["max_restarts"] = self.expect(
             f"{key}.max_restarts", table.get("max_restarts", 5), (int,), "an integer"
@@ -297,7 +306,9 @@ class _Parser:
                     if not _NAME.match(db):
                         self.fail(f"{key}.databases[{i}]", f"bad database name {db!r}")
             elif option == "init":
-                value = [value] if isinstance(value, str) else list(self.str_list(f"{key}.init", value))
+                value = (
+                    [value] if isinstance(value, str) else list(self.str_list(f"{key}.init", value))
+                )
                 resolved = []
                 for i, item in enumerate(value):
                     path = Path(item)
@@ -313,12 +324,14 @@ class _Parser:
                 value = resolved
             elif option == "settings":
                 for setting, item in value.items():
-                    self.expect(f"{key}.settings.{setting}", item, (str, int, float, bool), "a value")
+                    self.expect(
+                        f"{key}.settings.{setting}", item, (str, int, float, bool), "a value"
+                    )
             options[option] = value
         return options
 
     def ready(self, key: str, value: Any) -> ReadyCheck:
-        self.expect(key, value, (dict,), "a table such as { http = \"/health\" }")
+        self.expect(key, value, (dict,), 'a table such as { http = "/health" }')
         kinds = [k for k in ("tcp", "http", "command", "log") if k in value]
         allowed = {"tcp", "http", "command", "log", "status", "timeout", "shell"}
         for option in value:
@@ -350,7 +363,9 @@ class _Parser:
             self.expect(f"{key}.http", raw, (str,), "a path such as '/health' or a URL")
             if not (raw.startswith("/") or raw.startswith(("http://", "https://"))):
                 self.fail(f"{key}.http", f"expected a path starting with '/' or a URL, got {raw!r}")
-            status = self.expect(f"{key}.status", value.get("status", 200), (int,), "an HTTP status")
+            status = self.expect(
+                f"{key}.status", value.get("status", 200), (int,), "an HTTP status"
+            )
             return ReadyCheck("http", target=raw, status=status, attempt_timeout=attempt)
         if kind == "log":
             self.expect(f"{key}.log", raw, (str,), "a regular expression")
@@ -359,7 +374,9 @@ class _Parser:
             except re.error as exc:
                 self.fail(f"{key}.log", f"not a valid regular expression: {exc}")
             return ReadyCheck("log", target=raw, attempt_timeout=attempt)
-        shell = bool(self.expect(f"{key}.shell", value.get("shell", False), (bool,), "true or false"))
+        shell = bool(
+            self.expect(f"{key}.shell", value.get("shell", False), (bool,), "true or false")
+        )
         if isinstance(raw, str):
             return ReadyCheck("command", argv=(raw,), shell=True, attempt_timeout=attempt)
         argv = self.str_list(f"{key}.command", raw)
@@ -372,7 +389,10 @@ class _Parser:
     ) -> tuple[Dependency, ...]:
         dkey = f"{key}.depends_on"
         if isinstance(value, list):
-            items = {self.expect(f"{dkey}[{i}]", v, (str,), "a service name"): None for i, v in enumerate(value)}
+            items = {
+                self.expect(f"{dkey}[{i}]", v, (str,), "a service name"): None
+                for i, v in enumerate(value)
+            }
         else:
             items = self.expect(dkey, value, (dict, list), "a list of services or a table")
         deps = []
@@ -445,7 +465,9 @@ class _Parser:
                 templated.append((f"{key}.cwd", spec.cwd))
             if spec.ready and spec.ready.kind in ("http", "tcp", "command"):
                 templated += [(f"{key}.ready", spec.ready.target)]
-                templated += [(f"{key}.ready.command[{i}]", a) for i, a in enumerate(spec.ready.argv)]
+                templated += [
+                    (f"{key}.ready.command[{i}]", a) for i, a in enumerate(spec.ready.argv)
+                ]
         templated += [(f"{key}.env.{var}", value) for var, value in spec.env.items()]
         for where, text in templated:
             try:
@@ -456,7 +478,9 @@ class _Parser:
                 target = ref.service or spec.name
                 if target not in kinds:
                     close = difflib.get_close_matches(target, list(kinds), n=1)
-                    hint = f"did you mean {close[0]!r}?" if close else f"services: {', '.join(kinds)}"
+                    hint = (
+                        f"did you mean {close[0]!r}?" if close else f"services: {', '.join(kinds)}"
+                    )
                     self.fail(where, f"{ref} refers to unknown service {target!r}", hint)
                 known = schema.FIELDS[kinds[target]]
                 if ref.field not in known:

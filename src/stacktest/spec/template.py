@@ -50,7 +50,8 @@ def references(text: str) -> list[Ref]:
     for match in _TOKEN.finditer(text):
         if match.group("stray"):
             raise TemplateSyntaxError(
-                f"unmatched {match.group('stray')!r} in {text!r} (write {{{{ or }}}} for a literal brace)"
+                f"unmatched {match.group('stray')!r} in {text!r}"
+                " (write {{ or }} for a literal brace)"
             )
         raw = match.group("ref")
         if raw is None:
