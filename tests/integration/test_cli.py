@@ -131,6 +131,7 @@ def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
         if "ready in" in line or time.monotonic() > deadline:
             break
     first = instance_pids(project)
+    control = json.loads((project / ".stacktest" / "state.json").read_text())["control"]
     assert len(first) == 3 and all(pid_alive(p) for p in first)
     fg.send_signal(signal.SIGKILL)
     fg.wait()
@@ -140,6 +141,7 @@ def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
     up = stacktest("up", "-d", cwd=project)
     assert up.returncode == 0, up.stderr + up.stdout
     assert wait_gone(first) == []
+    assert not Path(control).exists()  # the dead owner's control socket is gone too
     second = instance_pids(project)
     assert not set(first) & set(second)
     state = json.loads((project / ".stacktest" / "state.json").read_text())

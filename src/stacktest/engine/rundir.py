@@ -143,6 +143,10 @@ class RunDir:
             private = info.get("private_dir")
             if private:
                 shutil.rmtree(private, ignore_errors=True)
+        control = state.get("control")
+        if control:
+            with contextlib.suppress(OSError):
+                Path(control).unlink()
         # anything else tagged with this run dir (grandchildren that left their group)
         strays = procs.kill_tagged(**{procs.TAG_RUN_DIR: str(self.path)})
         reaped += [f"pid {pid}" for pid in strays]
