@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 import urllib.request
@@ -20,6 +19,7 @@ STACK = ROOT / "examples" / "quickstart" / "stack.toml"
 
 def main() -> int:
     from stacktest import Stack, StackError
+    from stacktest.engine.procs import alive
 
     checks: list[tuple[str, bool, str]] = []
 
@@ -61,7 +61,7 @@ def main() -> int:
         started = time.perf_counter()
         stack.stop()
         down_seconds = time.perf_counter() - started
-    leftovers = [pid for pid in pids if pid and _alive(pid)]
+    leftovers = [pid for pid in pids if pid and alive(pid)]
     checks.append(("nothing left running after down", not leftovers, f"leftover pids: {leftovers}"))
     print(f"==> stacktest down in {down_seconds:.2f}s; leftover processes: {leftovers or 'none'}")
     passed = sum(ok for _, ok, _ in checks)
@@ -128,18 +128,6 @@ def web_round_trip(url: str) -> str:
         body = json.loads(response.read())
     assert body["count"] == 1 and body["stream"] == "VISITS", body
     return f"row {body['id']}, counter {body['count']}, event {body['stream']} #{body['seq']}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state != "Z"
 
 
 def write_report(checks: list[tuple[str, bool, str]], up: float, down: float) -> None:

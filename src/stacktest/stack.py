@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import threading
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ class _LoopThread:
         except BaseException:
             if not future.done():  # interrupted here (Ctrl-C): let the coroutine unwind
                 future.cancel()
-                with _suppress_all():
+                with contextlib.suppress(BaseException):
                     future.result()
             raise
 
@@ -92,14 +93,6 @@ class _LoopThread:
         self.thread.join(timeout=10)
         if not self.loop.is_running():
             self.loop.close()
-
-
-class _suppress_all:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 class Stack:

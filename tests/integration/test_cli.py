@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from stacktest.engine import procs
-from tests.conftest import pid_alive
+from stacktest.engine.procs import alive as pid_alive
 
 pytestmark = pytest.mark.integration
 Write = Callable[..., Path]
@@ -135,6 +135,7 @@ def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
     assert len(first) == 3 and all(pid_alive(p) for p in first)
     fg.send_signal(signal.SIGKILL)
     fg.wait()
+    assert fg.stdout is not None
     fg.stdout.close()
     assert all(pid_alive(p) for p in first)  # orphans, until someone reaps them
 

@@ -17,7 +17,7 @@ import redis
 
 from stacktest import AsyncStack, ServiceExited, ServiceStartTimeout, Stack
 from stacktest.engine import procs
-from tests.conftest import pid_alive
+from stacktest.engine.procs import alive as pid_alive
 
 pytestmark = pytest.mark.integration
 Write = Callable[..., Path]

@@ -42,7 +42,7 @@ from stacktest.errors import (
 )
 from stacktest.providers import provider_for
 from stacktest.providers.base import Instance, Provider
-from stacktest.spec.model import Condition, ReadyCheck, ServiceSpec, StackSpec
+from stacktest.spec.model import Condition, ReadyCheck, StackSpec
 from stacktest.spec.template import Ref, render
 
 FIRST_POLL = 0.005
@@ -701,7 +701,3 @@ def _exit_hint(instance: Instance) -> str:
     if spec.is_process:
         return f"run it by hand to see why: {' '.join(instance.command)}"
     return f"see the log above; `stacktest doctor` shows which {spec.use} binary was used"
-
-
-def describe(spec: ServiceSpec) -> str:
-    return spec.use if not spec.is_process else " ".join(spec.command)

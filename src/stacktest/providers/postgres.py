@@ -378,13 +378,8 @@ class PostgresProvider(Provider):
         }
 
     def client_bin_dirs(self, instance: Instance) -> list[Path]:
-        bin_dir = instance.scratch.get("bin_dir")
-        if bin_dir:
-            return [Path(bin_dir)]
-        try:
-            return [find_bin_dir(instance.spec.options.get("bin_dir"))[0]]
-        except Exception:
-            return []
+        bin_dir = instance.scratch.get("bin_dir")  # set by prepare()
+        return [Path(bin_dir)] if bin_dir else []
 
     def doctor(self) -> list[BinaryReport]:
         hint = f"{binaries.SERVERS_HINT}, or apt install postgresql / brew install postgresql"

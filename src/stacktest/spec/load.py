@@ -70,7 +70,7 @@ def load_stack(path: str | Path = DEFAULT_FILE) -> StackSpec:
 
 
 def parse_stack(data: Mapping[str, Any], *, source: Path, text: str = "") -> StackSpec:
-    """Validate already-parsed TOML data (also used for compose files)."""
+    """Validate already-parsed TOML data; ``text`` (the file's source) locates lines."""
     return _Parser(source, text).stack(data)
 
 
