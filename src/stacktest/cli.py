@@ -153,56 +153,22 @@ def up(
 
 
 def _up_detached(spec: StackSpec, file: Path) -> None:
-    import subprocess
+    from stacktest.cli_up import start_detached
+    from stacktest.errors import StackError
 
-    from stacktest.engine.rundir import RunDir
-
-    run_dir = RunDir(spec.run_dir)
-    if run_dir.owner_alive():
-        state = run_dir.read_state() or {}
-        _fail(
-            f"a stack is already running from {spec.run_dir} (owner pid "
-            f"{state.get('owner_pid', '?')})\n  hint: `stacktest status` to see it, "
-            "`stacktest down` to stop it"
-        )
-    run_dir.create()
-    log = open(spec.run_dir / "runner.log", "wb")  # noqa: SIM115 - handed to the child
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "stacktest", "up", "--quiet", "--file", str(spec.source)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-        close_fds=True,
-    )
-    log.close()
     console = _console()
     started = time.monotonic()
     with console.status("starting services...") as progress:
-        while True:
-            state = run_dir.read_state() or {}
-            mine = state.get("owner_pid") == runner.pid
-            if mine:
-                waiting = [
-                    n
-                    for n, i in state.get("instances", {}).items()
-                    if i.get("state") in ("pending", "starting", "started")
-                ]
-                progress.update(f"starting: {', '.join(waiting) or '...'}")
-            if mine and state.get("state") == "ready":
-                break
-            code = runner.poll()
-            if code is not None or (mine and state.get("state") in ("failed", "stopped")):
-                runner.wait()
-                error = state.get("error") if mine else None
-                if not error:
-                    error = (spec.run_dir / "runner.log").read_text(errors="replace").strip()
-                _fail(error or f"the background runner exited with code {code}")
-            time.sleep(0.02)
+        try:
+            state = start_detached(
+                spec, on_progress=lambda w: progress.update(f"starting: {', '.join(w) or '...'}")
+            )
+        except StackError as exc:
+            _fail(str(exc))
     console.print(_status_table(state))
     console.print(
         f"[green]ready[/] in {time.monotonic() - started:.2f}s "
-        f"(runner pid {runner.pid}); stop with `stacktest down`"
+        f"(runner pid {state.get('owner_pid')}); stop with `stacktest down`"
     )
 
 

@@ -8,7 +8,10 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -16,7 +19,7 @@ from rich.markup import escape
 
 from stacktest.engine.rundir import RunDir
 from stacktest.engine.runtime import AsyncStack
-from stacktest.errors import StackError
+from stacktest.errors import StackError, StackStateError
 from stacktest.spec.model import StackSpec
 
 
@@ -94,6 +97,62 @@ async def _foreground(spec: StackSpec, *, quiet: bool) -> int:
     if not quiet:
         console.print("stopped")
     return 0
+
+
+def start_detached(
+    spec: StackSpec, *, on_progress: Callable[[list[str]], None] | None = None
+) -> dict[str, Any]:
+    """Start the stack in a background runner (``stacktest up -d``); return its ready state.
+
+    Raises StackStateError if a stack already runs from the run directory, StackError
+    with the runner's own report if it fails to start.
+    """
+    run_dir = RunDir(spec.run_dir)
+    if run_dir.owner_alive():
+        state = run_dir.read_state() or {}
+        raise StackStateError(
+            f"a stack is already running from {spec.run_dir} (owner pid "
+            f"{state.get('owner_pid', '?')})\n  hint: `stacktest status` to see it, "
+            "`stacktest down` to stop it"
+        )
+    run_dir.create()
+    runner_log = spec.run_dir / "runner.log"
+    with open(runner_log, "wb") as log:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "stacktest", "up", "--quiet", "--file", str(spec.source)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    # the runner enforces every service's own start_timeout; this only guards against a
+    # runner that hangs before it gets that far
+    deadline = time.monotonic() + 60 + sum(s.start_timeout for s in spec.services.values())
+    while True:
+        state = run_dir.read_state() or {}
+        mine = state.get("owner_pid") == runner.pid
+        if mine and on_progress is not None:
+            on_progress(
+                [
+                    name
+                    for name, info in state.get("instances", {}).items()
+                    if info.get("state") in ("pending", "starting", "started")
+                ]
+            )
+        if mine and state.get("state") == "ready":
+            return state
+        code = runner.poll()
+        if code is None and time.monotonic() > deadline:
+            runner.kill()
+            code = runner.wait()
+        if code is not None or (mine and state.get("state") in ("failed", "stopped")):
+            runner.wait()
+            error = state.get("error") if mine else None
+            if not error:
+                error = runner_log.read_text(errors="replace").strip()
+            raise StackError(error or f"the background runner exited with code {code}")
+        time.sleep(0.02)
 
 
 def control(state: dict[str, Any], request: dict[str, Any], timeout: float = 10) -> dict[str, Any]:

@@ -11,8 +11,9 @@ remedy. Where a builtin exception is the natural thing to catch, it is mixed in.
     │   ├── ServiceExited                   ... because its process exited first
     │   └── ServiceStartTimeout (TimeoutError)  ... before its deadline
     ├── DependencyFailed                    a service could not start because a dependency failed
-    └── StackStateError (RuntimeError)      an operation not allowed in the current state
-        └── StackNotRunning                 no stack is running in this run directory
+    ├── StackStateError (RuntimeError)      an operation not allowed in the current state
+    │   └── StackNotRunning                 no stack is running in this run directory
+    └── IsolationError                      a per-test database, key prefix or stream failed
 """
 
 from __future__ import annotations
@@ -143,6 +144,10 @@ class StackStateError(StackError, RuntimeError):
 
 class StackNotRunning(StackStateError):
     """No stack is running in the given run directory."""
+
+
+class IsolationError(StackError):
+    """A per-test resource (database, key prefix, stream) could not be made or removed."""
 
 
 def _describe_exit(returncode: int) -> str:

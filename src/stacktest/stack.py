@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stacktest.engine.rundir import RunDir
 from stacktest.engine.runtime import AsyncStack, Running
 from stacktest.spec.model import StackSpec
 
@@ -62,6 +63,28 @@ class Service:
             env=runs[0].provider.client_env(first),
             log_path=first.log_path,
             pids=tuple(r.pid for r in runs),
+        )
+
+
+    @classmethod
+    def from_state(cls, name: str, state: Mapping[str, Any]) -> Service:
+        """The view of a service from a run directory's ``state.json``."""
+        instances = [i for i in state.get("instances", {}).values() if i.get("service") == name]
+        if not instances:
+            known = sorted({i.get("service", "?") for i in state.get("instances", {}).values()})
+            raise KeyError(f"no service {name!r} in this stack (services: {', '.join(known)})")
+        first = instances[0]
+        fields = dict(first.get("fields") or {})
+        return cls(
+            name=name,
+            kind=str(first.get("kind", "")),
+            host=fields.get("host", "127.0.0.1"),
+            port=int(first.get("port") or 0),
+            url=fields.get("url", ""),
+            fields=fields,
+            env=dict(first.get("client_env") or {}),
+            log_path=Path(first.get("log", "")),
+            pids=tuple(i.get("pid") for i in instances),
         )
 
 
@@ -161,9 +184,19 @@ class Stack:
     def services(self) -> list[str]:
         return list(self.spec.services)
 
+    @property
+    def run_dir(self) -> RunDir:
+        return self.engine.run_dir
+
     def restart(self, service: str) -> None:
+        """Stop and start a service, keeping its data."""
         assert self._thread is not None
         self._thread.call(self.engine.restart(service))
+
+    def reset(self, service: str) -> None:
+        """Restart a service with fresh state (its data thrown away)."""
+        assert self._thread is not None
+        self._thread.call(self.engine.reset(service))
 
     def status(self) -> list[dict[str, Any]]:
         return self.engine.status()

@@ -63,6 +63,7 @@ _ALLOWED = {
     "start": {StackState.CREATED},
     "stop": {StackState.STARTING, StackState.READY, StackState.FAILED, StackState.STOPPING},
     "restart": {StackState.READY},
+    "reset": {StackState.READY},
 }
 
 
@@ -92,6 +93,8 @@ class Running:
     ready_at: float | None = None
     exit_code: int | None = None
     restarts: int = 0
+    #: Exits nobody asked for (crashes, kills from outside) since the stack started.
+    crashes: int = 0
     stopping: bool = False
     private_dir: str | None = None
     start_ticks: int | None = None
@@ -134,6 +137,7 @@ class AsyncStack:
         self.spec = spec
         self.run_dir = RunDir(run_dir or spec.run_dir)
         self.run_id = uuid.uuid4().hex
+        self.digest = spec.digest()
         self.state = StackState.CREATED
         self.error: StackError | None = None
         self.reaped: list[str] = []
@@ -220,6 +224,16 @@ class AsyncStack:
         self._check("restart")
         targets = self.instances(service)
         await asyncio.gather(*(self._restart_instance(r) for r in targets))
+
+    async def reset(self, service: str) -> None:
+        """Restart a service's instances with fresh state: their data is thrown away.
+
+        Ports, passwords and URLs stay the same, so clients need nothing new. For
+        Postgres the new data directory is a ready copy of the initialised one.
+        """
+        self._check("reset")
+        targets = self.instances(service)
+        await asyncio.gather(*(self._restart_instance(r, fresh=True) for r in targets))
 
     def status(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -489,6 +503,7 @@ class AsyncStack:
             self._write_state()
             return
         run.state = f"exited ({code})"
+        run.crashes += 1
         self._emit(instance.name, "exited", code=code)
         self._write_state()
         if self.state is StackState.STARTING:
@@ -523,9 +538,11 @@ class AsyncStack:
                 self._emit(instance.name, "failed", error=str(exc))
                 self._write_state()
 
-    async def _restart_instance(self, run: Running) -> None:
-        self._emit(run.instance.name, "restart requested")
+    async def _restart_instance(self, run: Running, *, fresh: bool = False) -> None:
+        self._emit(run.instance.name, "reset requested" if fresh else "restart requested")
         await self._stop_instance(run)
+        if fresh:
+            await run.provider.discard_data(run.instance)
         run.restarts += 1
         await self._launch(run)
         await self._wait_ready(run)
@@ -616,6 +633,7 @@ class AsyncStack:
                 "started_at": run.started_at,
                 "ready_at": run.ready_at,
                 "restarts": run.restarts,
+                "crashes": run.crashes,
                 "exit_code": run.exit_code,
                 "private_dir": run.private_dir,
                 "client_env": run.provider.client_env(inst) if inst.fields else {},
@@ -626,6 +644,7 @@ class AsyncStack:
             "run_id": self.run_id,
             "stack": self.spec.name,
             "source": str(self.spec.source),
+            "digest": self.digest,
             "owner_pid": os.getpid(),
             "owner_argv": sys.argv,
             "state": self.state.value,
@@ -654,8 +673,9 @@ class AsyncStack:
             line = await asyncio.wait_for(reader.readline(), 5)
             request = json.loads(line or b"{}")
             op = request.get("op")
-            if op == "restart":
-                await self.restart(str(request["service"]))
+            if op in ("restart", "reset"):
+                action = self.restart if op == "restart" else self.reset
+                await action(str(request["service"]))
                 reply: dict[str, Any] = {"ok": True}
             elif op == "status":
                 reply = {"ok": True, "status": self.status()}

@@ -9,7 +9,9 @@ starts, then for a :class:`Launch` (argv, env, user), then polls
 from __future__ import annotations
 
 import abc
+import asyncio
 import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +93,10 @@ class Provider(abc.ABC):
 
     async def cleanup(self, instance: Instance) -> None:  # noqa: B027 - optional hook
         """Remove what prepare() made outside the run directory."""
+
+    async def discard_data(self, instance: Instance) -> None:
+        """Forget the instance's state (it is stopped) so the next start begins fresh."""
+        await asyncio.to_thread(shutil.rmtree, instance.data_dir, True)
 
     def client_env(self, instance: Instance) -> dict[str, str]:
         """Environment for ``stacktest exec``: how the provider's own clients connect."""

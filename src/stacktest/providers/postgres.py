@@ -366,6 +366,11 @@ class PostgresProvider(Provider):
     async def cleanup(self, instance: Instance) -> None:
         shutil.rmtree(instance.scratch.get("private_dir", "/nonexistent"), ignore_errors=True)
 
+    async def discard_data(self, instance: Instance) -> None:
+        # the next prepare() claims a spare copy of the cached data dir: a rename
+        data = Path(instance.scratch["private_dir"]) / "data"
+        await asyncio.to_thread(shutil.rmtree, data, True)
+
     def client_env(self, instance: Instance) -> dict[str, str]:
         f = instance.fields
         return {

@@ -6,6 +6,7 @@ Nothing here knows how to run anything; the engine turns these into processes.
 from __future__ import annotations
 
 import enum
+import hashlib
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -104,6 +105,27 @@ class StackSpec:
 
     def __getitem__(self, name: str) -> ServiceSpec:
         return self.services[name]
+
+    def digest(self) -> str:
+        """A hash of the stack file and the files it feeds to services (``init`` SQL).
+
+        A stack kept running between test sessions is reused only while this matches.
+        """
+        h = hashlib.sha256()
+        for path in [str(self.source), *self._input_files()]:
+            h.update(path.encode())
+            try:
+                h.update(Path(path).read_bytes())
+            except OSError:
+                h.update(b"<missing>")
+        return h.hexdigest()[:16]
+
+    def _input_files(self) -> list[str]:
+        files: list[str] = []
+        for spec in self.services.values():
+            init = spec.options.get("init") or []
+            files += [str(f) for f in init] if isinstance(init, list | tuple) else []
+        return files
 
     def start_order(self) -> list[str]:
         """Service names in an order where every dependency comes first."""

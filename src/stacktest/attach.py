@@ -1,0 +1,72 @@
+"""Using a stack another process owns (``stacktest up -d``) from tests or scripts.
+
+    stack = AttachedStack.attach(load_stack("stack.toml"))
+    dsn = stack["db"].url
+
+Everything comes from the run directory: services' fields and logs from
+``state.json``, restarts through the owner's control socket. Stopping an attached
+stack only lets go of it; the owner keeps it running.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stacktest.engine.rundir import RunDir
+from stacktest.errors import StackStateError
+from stacktest.spec.model import StackSpec
+from stacktest.stack import Service
+
+
+class AttachedStack:
+    """A running stack owned by another process; the same surface as :class:`Stack`."""
+
+    def __init__(self, spec: StackSpec, state: dict[str, Any], run_dir: RunDir) -> None:
+        self.spec = spec
+        self.run_dir = run_dir
+        self._state = state
+
+    @classmethod
+    def attach(cls, spec: StackSpec, run_dir: Path | None = None) -> AttachedStack:
+        """Attach to the stack running from the spec's run directory (StackNotRunning if none)."""
+        directory = RunDir(run_dir or spec.run_dir)
+        return cls(spec, directory.running_state(), directory)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The owner's latest ``state.json``."""
+        self._state = self.run_dir.read_state() or self._state
+        return self._state
+
+    @property
+    def run_id(self) -> str:
+        return str(self._state["run_id"])
+
+    @property
+    def services(self) -> list[str]:
+        return list(self.spec.services)
+
+    def __getitem__(self, name: str) -> Service:
+        return Service.from_state(name, self.state)
+
+    def restart(self, service: str) -> None:
+        self._ask({"op": "restart", "service": service})
+
+    def reset(self, service: str) -> None:
+        self._ask({"op": "reset", "service": service})
+
+    def status(self) -> list[dict[str, Any]]:
+        status: list[dict[str, Any]] = self._ask({"op": "status"})["status"]
+        return status
+
+    def stop(self) -> None:
+        """Let go of the stack; its owner keeps it running."""
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        from stacktest.cli_up import control
+
+        reply = control(self.state, request, timeout=120)
+        if not reply.get("ok"):
+            raise StackStateError(f"{request['op']} failed: {reply.get('error', 'no answer')}")
+        return reply
