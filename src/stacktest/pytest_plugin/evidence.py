@@ -1,0 +1,53 @@
+"""Evidence on failure: what each service logged during the test, and who died.
+
+Before each test the plugin notes every service log's size and crash count (a
+:class:`~stacktest.pytest_plugin.session.Mark`). When a phase of the test fails, the
+report gets one section per service with the lines written since; when a service
+died during the test, the test fails even if its own assertions passed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stacktest.pytest_plugin.session import Mark, StackSession
+
+MARK_KEY = pytest.StashKey[Mark]()
+
+
+def note_start(session: StackSession, item: pytest.Item) -> None:
+    if session.active:
+        item.stash[MARK_KEY] = session.mark()
+
+
+def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestReport) -> None:
+    if not session.active:
+        return
+    mark = item.stash.get(MARK_KEY, None)
+    if report.when == "call" and mark is not None:
+        deaths = session.deaths_since(mark)
+        if deaths:
+            text = "\n".join(deaths)
+            if report.passed:
+                report.outcome = "failed"
+                report.longrepr = (
+                    f"{text}\n(the test's own assertions passed; stacktest fails it because a "
+                    "service it relied on died; see the log sections below)"
+                )
+            else:
+                report.sections.append(("stacktest: services that died", text))
+    if not report.failed:
+        return
+    limit = session.settings.log_lines
+    if limit == 0:
+        return
+    for instance, path, lines in session.logs_since(mark):
+        shown = lines[-limit:]
+        header = (
+            f"{len(lines)} line(s) written during this test"
+            + (f", the last {len(shown)} shown" if len(shown) < len(lines) else "")
+            + f"; full log: {path}"
+        )
+        report.sections.append(
+            (f"stacktest: {instance} log (during this test)", "\n".join([header, *shown]))
+        )

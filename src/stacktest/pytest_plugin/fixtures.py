@@ -1,0 +1,229 @@
+"""The fixtures. Imports here stay cheap: the engine loads when a test first needs it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from stacktest.pytest_plugin.session import StackSession, StackUnavailable
+
+if TYPE_CHECKING:
+    from stacktest.attach import AttachedStack
+    from stacktest.isolation.nats import SubjectScope
+    from stacktest.isolation.postgres import PgDatabase
+    from stacktest.isolation.valkey import KeyScope
+    from stacktest.stack import Stack
+
+SESSION_KEY = pytest.StashKey[StackSession]()
+
+
+def stack_session(config: pytest.Config) -> StackSession:
+    return config.stash[SESSION_KEY]
+
+
+def _require_stack(request: pytest.FixtureRequest) -> Stack | AttachedStack:
+    session = stack_session(request.config)
+    try:
+        return session.get()
+    except StackUnavailable as exc:
+        if session.settings.skip_if_unavailable:
+            pytest.skip(f"{exc}\n(skipped: {session.settings.sources['skip_if_unavailable']})")
+        pytest.fail(str(exc), pytrace=False)
+
+
+def _services_of(request: pytest.FixtureRequest, kinds: tuple[str, ...]) -> list[str]:
+    spec = stack_session(request.config).spec
+    assert spec is not None
+    return [name for name, s in spec.services.items() if s.use in kinds]
+
+
+def _pick(request: pytest.FixtureRequest, service: str | None, kinds: tuple[str, ...]) -> str:
+    """The service a factory call means: the one named, or the only one of its kind."""
+    spec = stack_session(request.config).spec
+    assert spec is not None
+    candidates = _services_of(request, kinds)
+    what = "/".join(kinds)
+    if service is not None:
+        if service not in spec.services:
+            pytest.fail(
+                f"stacktest: no service {service!r} in {spec.source} "
+                f"(services: {', '.join(spec.services)})",
+                pytrace=False,
+            )
+        if spec.services[service].use not in kinds:
+            pytest.fail(
+                f"stacktest: service {service!r} is {spec.services[service].use}, not {what}",
+                pytrace=False,
+            )
+        return service
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        pytest.fail(f"stacktest: {spec.source} has no {what} service", pytrace=False)
+    pytest.fail(
+        f"stacktest: {spec.source} has several {what} services ({', '.join(candidates)}); "
+        "use the factory fixture and name one",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Stack | AttachedStack:
+    """The running stack, for the whole session: ``stack["db"].url``, ``.host``, ``.port``,
+    ``.env``; ``stack.restart("api")``; ``stack.reset("db")`` (fresh data)."""
+    return _require_stack(request)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest) -> str:
+    """A unique, readable id for this test (``t_<test>_<5 chars>``): a tenant, a key
+    prefix, a subject token. The Valkey and NATS scopes use it as their prefix."""
+    from stacktest.isolation.names import unique_name
+
+    return unique_name(request.node.name)
+
+
+@pytest.fixture
+def pg_database_factory(
+    request: pytest.FixtureRequest, stack: Stack | AttachedStack
+) -> Iterator[Callable[..., PgDatabase]]:
+    """``pg_database_factory("db")``: a fresh database on that Postgres service, cloned
+    from a template holding its ``init`` SQL (or ``template="name"``: a copy of that
+    database). Dropped after the test, in the background."""
+    session = stack_session(request.config)
+    taken: list[tuple[Any, PgDatabase]] = []
+
+    def make(service: str | None = None, *, template: str | None = None) -> PgDatabase:
+        name = _pick(request, service, ("postgres",))
+        pool = session.pool(name, template)
+        database = pool.acquire()
+        taken.append((pool, database))
+        return database
+
+    yield make
+    for pool, database in taken:
+        pool.release(database)
+
+
+@pytest.fixture
+def pg_database(pg_database_factory: Callable[..., PgDatabase]) -> PgDatabase:
+    """A fresh database on the stack's Postgres service (see ``pg_database_factory``)."""
+    return pg_database_factory()
+
+
+@pytest.fixture
+def valkey_scope_factory(
+    request: pytest.FixtureRequest, stack: Stack | AttachedStack, namespace: str
+) -> Iterator[Callable[..., KeyScope]]:
+    """``valkey_scope_factory("cache")``: this test's key prefix on that service; every
+    key under it is removed after the test."""
+    from stacktest.isolation.valkey import KeyScope
+
+    scopes: list[KeyScope] = []
+
+    def make(service: str | None = None) -> KeyScope:
+        name = _pick(request, service, ("valkey", "redis"))
+        info = stack[name]
+        password = info.fields.get("password", "")
+        scope = KeyScope(name, info.host, info.port, password, namespace + ":")
+        scopes.append(scope)
+        return scope
+
+    yield make
+    for scope in scopes:
+        scope.clear()
+
+
+@pytest.fixture
+def valkey_scope(valkey_scope_factory: Callable[..., KeyScope]) -> KeyScope:
+    """This test's key prefix on the stack's Valkey/Redis service: ``scope.key("cart")``."""
+    return valkey_scope_factory()
+
+
+@pytest.fixture
+def nats_scope_factory(
+    request: pytest.FixtureRequest, stack: Stack | AttachedStack, namespace: str
+) -> Iterator[Callable[..., SubjectScope]]:
+    """``nats_scope_factory("bus")``: this test's subject prefix on that service, and
+    streams created through it, deleted after the test."""
+    from stacktest.isolation.nats import SubjectScope
+
+    scopes: list[SubjectScope] = []
+
+    def make(service: str | None = None) -> SubjectScope:
+        name = _pick(request, service, ("nats",))
+        info = stack[name]
+        scope = SubjectScope(name, info.host, info.port, namespace)
+        scopes.append(scope)
+        return scope
+
+    yield make
+    for scope in scopes:
+        if scope.streams:
+            scope.clear()
+
+
+@pytest.fixture
+def nats_scope(nats_scope_factory: Callable[..., SubjectScope]) -> SubjectScope:
+    """This test's subject prefix on the stack's NATS service: ``scope.subject("orders")``,
+    ``scope.create_stream("orders")``."""
+    return nats_scope_factory()
+
+
+@pytest.fixture
+def fresh_stack(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``fresh_stack("db", "cache")``: restart those services with fresh state now (no
+    names: every service). Or mark the test: ``@pytest.mark.fresh_stack("db")``."""
+    session = stack_session(request.config)
+
+    def reset(*services: str) -> None:
+        _require_stack(request)
+        assert session.spec is not None
+        names = list(services) or session.spec.start_order()
+        unknown = [n for n in names if n not in session.spec.services]
+        if unknown:
+            pytest.fail(
+                f"stacktest: fresh_stack: no service {', '.join(map(repr, unknown))} in "
+                f"{session.spec.source} (services: {', '.join(session.spec.services)})",
+                pytrace=False,
+            )
+        session.reset(names)
+
+    return reset
+
+
+@pytest.fixture(autouse=True)
+def _stacktest_fresh_marker(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("fresh_stack")
+    if marker is not None:
+        request.getfixturevalue("fresh_stack")(*marker.args)
+
+
+@pytest.fixture
+def service_log(
+    request: pytest.FixtureRequest, stack: Stack | AttachedStack
+) -> Callable[[str], list[str]]:
+    """``service_log("api")``: the lines that service (all its replicas) wrote during this
+    test so far."""
+    from stacktest.pytest_plugin.evidence import MARK_KEY
+
+    session = stack_session(request.config)
+
+    def lines(service: str) -> list[str]:
+        spec = session.spec
+        assert spec is not None
+        if service not in spec.services:
+            pytest.fail(
+                f"stacktest: service_log: no service {service!r} in {spec.source} "
+                f"(services: {', '.join(spec.services)})",
+                pytrace=False,
+            )
+        out: list[str] = []
+        for instance, _, new in session.logs_since(request.node.stash.get(MARK_KEY, None)):
+            if instance == service or instance.startswith(service + "."):
+                out += new
+        return out
+
+    return lines
