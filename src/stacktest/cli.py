@@ -184,6 +184,60 @@ def down(
     _console().print(message)
 
 
+@app.command(
+    "test",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def run_tests(
+    ctx: typer.Context,
+    file: FileOpt = DEFAULT_FILE,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the stack running afterwards.")
+    ] = False,
+) -> None:
+    """Start the stack, run pytest against it, stop it; the exit code is pytest's.
+
+    Arguments after `--` go to pytest: `stacktest test -- -x -n 2 tests/`. Every
+    pytest worker attaches to the one stack (--stack-attach). A stack already running
+    from the stack file is used as it is and left running.
+    """
+    import subprocess
+
+    from stacktest.cli_up import start_detached, stop_running
+    from stacktest.engine.rundir import RunDir
+    from stacktest.errors import StackError
+
+    spec = _load(file)
+    run_dir = RunDir(spec.run_dir)
+    console = _console(stderr=True)
+    already = run_dir.owner_alive()
+    if already:
+        console.print(f"stacktest: using the stack already running from {spec.run_dir}")
+    else:
+        started = time.monotonic()
+        with console.status("starting services...") as progress:
+            try:
+                start_detached(
+                    spec,
+                    on_progress=lambda w: progress.update(f"starting: {', '.join(w) or '...'}"),
+                )
+            except StackError as exc:
+                _fail(str(exc))
+        console.print(f"stacktest: stack ready in {time.monotonic() - started:.2f}s")
+    argv = [sys.executable, "-m", "pytest", f"--stack={spec.source}", "--stack-attach", *ctx.args]
+    code = 1
+    try:
+        proc = subprocess.Popen(argv)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:  # pytest got the Ctrl-C too; let it finish its report
+            code = proc.wait()
+    finally:
+        if not already and not keep:
+            console.print(f"stacktest: {stop_running(run_dir, timeout=30)}")
+    raise typer.Exit(code)
+
+
 # -- looking at it ----------------------------------------------------------------------
 @app.command()
 def status(

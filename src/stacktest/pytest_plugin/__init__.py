@@ -55,7 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "fresh_stack(*services): restart these services (default: all) with fresh state "
         "before the test",
     )
-    config.stash[SESSION_KEY] = StackSession(resolve(config))
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    config.stash[SESSION_KEY] = StackSession(resolve(config), worker)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -83,6 +84,12 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     evidence.note_start(stack_session(item.config), item)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    # the stack may have started during this test's setup: watch it from here on
+    evidence.note_start(stack_session(item.config), item, only_if_unmarked=True)
 
 
 @pytest.hookimpl(wrapper=True)

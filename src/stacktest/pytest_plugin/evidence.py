@@ -15,8 +15,8 @@ from stacktest.pytest_plugin.session import Mark, StackSession
 MARK_KEY = pytest.StashKey[Mark]()
 
 
-def note_start(session: StackSession, item: pytest.Item) -> None:
-    if session.active:
+def note_start(session: StackSession, item: pytest.Item, *, only_if_unmarked: bool = False) -> None:
+    if session.active and not (only_if_unmarked and MARK_KEY in item.stash):
         item.stash[MARK_KEY] = session.mark()
 
 

@@ -28,9 +28,11 @@ def _require_stack(request: pytest.FixtureRequest) -> Stack | AttachedStack:
     try:
         return session.get()
     except StackUnavailable as exc:
-        if session.settings.skip_if_unavailable:
-            pytest.skip(f"{exc}\n(skipped: {session.settings.sources['skip_if_unavailable']})")
-        pytest.fail(str(exc), pytrace=False)
+        reason = str(exc)
+    # outside the except block, so the report does not chain the two
+    if session.settings.skip_if_unavailable:
+        pytest.skip(f"{reason}\n(skipped: {session.settings.sources['skip_if_unavailable']})")
+    pytest.fail(reason, pytrace=False)
 
 
 def _services_of(request: pytest.FixtureRequest, kinds: tuple[str, ...]) -> list[str]:

@@ -47,9 +47,10 @@ class Mark:
 
 
 class StackSession:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, worker: str = "main") -> None:
         self.settings = settings
-        self.worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        #: "main", or the xdist worker id ("gw0"...): each worker runs its own stack
+        self.worker = worker
         self.stack: Stack | AttachedStack | None = None
         self.spec: StackSpec | None = None
         self.failure: str | None = None
@@ -90,7 +91,7 @@ class StackSession:
         try:
             return load_stack(settings.file)
         except ConfigError as exc:
-            raise StackUnavailable(f"stacktest: the stack file is invalid:\n{exc}") from None
+            raise StackUnavailable(f"stacktest: invalid stack file: {exc}") from None
 
     def _open(self) -> Stack | AttachedStack:
         from stacktest.errors import StackError
@@ -103,7 +104,7 @@ class StackSession:
                 return self._keep(spec)
             return self._start_own(spec)
         except StackError as exc:
-            raise StackUnavailable(f"stacktest: the stack did not start:\n{exc}") from None
+            raise StackUnavailable(f"stacktest: the stack did not start: {exc}") from None
 
     def _attach(self, spec: StackSpec) -> AttachedStack:
         from stacktest.attach import AttachedStack
