@@ -79,7 +79,7 @@ class _Attempts:
         remaining = self.remaining()
         if remaining <= 0:
             name = getattr(self.check, "__qualname__", None) or repr(self.check)
-            what = self.message or ("the check" if name == "<lambda>" else f"{name}()")
+            what = self.message or ("the check" if name.endswith("<lambda>") else f"{name}()")
             raise EventuallyTimeout(
                 what, self.timeout, self.count, self.last_value, self.last_error
             )
