@@ -23,7 +23,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,9 @@ class PgDatabase:
     port: int
     user: str
     password: str
+    #: The server's unix socket directory, when this machine can use it (trusted, no
+    #: password hashing: connecting costs ~1 ms instead of ~5 ms of SCRAM over TCP).
+    socket_dir: str | None = None
 
     @property
     def url(self) -> str:
@@ -65,9 +68,19 @@ class PgDatabase:
         }
 
     def connect(self, **kwargs: Any) -> Any:
-        """A psycopg connection to this database (``autocommit`` etc. pass through)."""
+        """A psycopg connection to this database (``autocommit`` etc. pass through);
+        over the unix socket when there is one, else TCP."""
         import psycopg
 
+        if self.socket_dir is not None:
+            return psycopg.connect(
+                host=self.socket_dir,
+                port=self.port,
+                user=self.user,
+                dbname=self.name,
+                connect_timeout=CONNECT_TIMEOUT,
+                **kwargs,
+            )
         return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT, **kwargs)
 
     def __repr__(self) -> str:
@@ -83,12 +96,30 @@ class Server:
     user: str
     password: str
     service: str = "postgres"
+    socket_dir: str | None = None
+
+    @classmethod
+    def of(cls, service: str, fields: Mapping[str, str]) -> Server:
+        """From a service's fields; uses its unix socket if this process can reach it."""
+        socket_dir = fields.get("socket_dir") or None
+        port = int(fields["port"])
+        usable = socket_dir is not None and os.access(
+            Path(socket_dir) / f".s.PGSQL.{port}", os.W_OK
+        )
+        return cls(
+            fields["host"],
+            port,
+            fields["user"],
+            fields["password"],
+            service,
+            socket_dir if usable else None,
+        )
 
     def connect(self, dbname: str = "postgres") -> Any:
         import psycopg
 
         return psycopg.connect(
-            host=self.host,
+            host=self.socket_dir or self.host,
             port=self.port,
             user=self.user,
             password=self.password,
@@ -220,8 +251,9 @@ class DatabasePool:
                     f"{timeout:g}s\n  hint: the server may be overloaded or paused"
                 )
         self._slots.put(None)  # make a replacement
+        server = self.server
         return PgDatabase(
-            name, self.server.host, self.server.port, self.server.user, self.server.password
+            name, server.host, server.port, server.user, server.password, server.socket_dir
         )
 
     def release(self, database: PgDatabase | str) -> None:
@@ -271,8 +303,17 @@ class DatabasePool:
             ) from None
         with self._lock:
             self._created.add(self.template)
-        if self.source_template:
-            return
+        if not self.source_template:
+            self._run_init_sql()
+        # No connections to the template, ever: CREATE DATABASE waits (in 100 ms steps)
+        # for any, and autovacuum would otherwise visit the fresh tables.
+        conn.execute(
+            f"ALTER DATABASE {_ident(self.template)} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
+        )
+
+    def _run_init_sql(self) -> None:
+        import psycopg
+
         with self.server.connect(self.template) as tconn:
             for path in self.init_sql:
                 try:
@@ -344,6 +385,8 @@ class DatabasePool:
                 conn.close()
 
     def _drop(self, conn: Any, name: str) -> None:
+        if name.endswith("_tpl"):  # a template cannot be dropped until it is not one
+            conn.execute(f"ALTER DATABASE {_ident(name)} WITH IS_TEMPLATE false")
         if "FORCE" not in self._drop_sql:
             conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",

@@ -164,8 +164,7 @@ class StackSession:
             return self.pools[key]
         stack, spec = self.get(), self.spec
         assert spec is not None
-        info = stack[service]
-        server = Server(info.host, info.port, info.user, info.password, service)
+        server = Server.of(service, stack[service].fields)
         init = [] if template else [Path(p) for p in spec.services[service].options.get("init", [])]
         pool = DatabasePool(server, init_sql=init, template=template)
         pool.start()

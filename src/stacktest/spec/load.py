@@ -322,6 +322,8 @@ class _Parser:
                         )
                     resolved.append(str(path))
                 value = resolved
+            elif option == "tmpfs" and value not in (True, False, "auto"):
+                self.fail(f"{key}.tmpfs", f'expected true, false or "auto", got {value!r}')
             elif option == "settings":
                 for setting, item in value.items():
                     self.expect(

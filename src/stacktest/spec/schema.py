@@ -34,6 +34,7 @@ OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "init": ((list, str), "a list of SQL file paths"),
         "bin_dir": ((str,), "a directory holding postgres and initdb"),
         "settings": ((dict,), "a table of postgresql.conf settings"),
+        "tmpfs": ((bool, str), 'true, false or "auto"'),
     },
     "valkey": {
         "password": ((str, bool), "a string, or true to generate one"),
