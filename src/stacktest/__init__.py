@@ -1,7 +1,8 @@
 """stacktest: real multi-service stacks for integration tests, without Docker.
 
-The public API is small: :class:`Stack` (and :class:`AsyncStack`),
-:func:`load_stack`, and the errors in :mod:`stacktest.errors`. Heavier names are
+The public API is small: :class:`Stack` (and :class:`AsyncStack`,
+:class:`AttachedStack`), :func:`load_stack`, :func:`eventually`, and the errors in
+:mod:`stacktest.errors`. The pytest plugin is :mod:`stacktest.pytest_plugin`. Heavier names are
 imported on first use so ``import stacktest`` (and the pytest plugin) stay cheap.
 """
 
@@ -13,6 +14,7 @@ from stacktest.errors import (
     BinaryNotFound,
     ConfigError,
     DependencyFailed,
+    IsolationError,
     ServiceExited,
     ServiceStartError,
     ServiceStartTimeout,
@@ -22,17 +24,22 @@ from stacktest.errors import (
 )
 
 if TYPE_CHECKING:
+    from stacktest.attach import AttachedStack
     from stacktest.engine.runtime import AsyncStack
     from stacktest.spec.load import load_stack
     from stacktest.stack import Service, Stack
+    from stacktest.wait import EventuallyTimeout, eventually, eventually_async
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncStack",
+    "AttachedStack",
     "BinaryNotFound",
     "ConfigError",
     "DependencyFailed",
+    "EventuallyTimeout",
+    "IsolationError",
     "Service",
     "ServiceExited",
     "ServiceStartError",
@@ -41,6 +48,8 @@ __all__ = [
     "StackError",
     "StackNotRunning",
     "StackStateError",
+    "eventually",
+    "eventually_async",
     "load_stack",
 ]
 
@@ -49,6 +58,10 @@ _LAZY = {
     "Stack": "stacktest.stack",
     "Service": "stacktest.stack",
     "load_stack": "stacktest.spec.load",
+    "AttachedStack": "stacktest.attach",
+    "eventually": "stacktest.wait",
+    "eventually_async": "stacktest.wait",
+    "EventuallyTimeout": "stacktest.wait",
 }
 
 

@@ -44,3 +44,14 @@ def test_wheels_are_found_when_installed() -> None:
     assert valkey.find_server("valkey")[0].name in ("valkey-server", "redis-server")
     assert nats.find_server()[0].name == "nats-server"
     assert (postgres.find_bin_dir()[0] / "initdb").exists()
+
+
+def test_postgres_data_goes_to_memory_only_when_asked_or_usable() -> None:
+    import tempfile
+
+    from stacktest.providers import postgres
+
+    assert postgres.scratch_root(False) == Path(tempfile.gettempdir())
+    assert postgres.scratch_root(True) == postgres.SHM
+    expected = postgres.SHM if postgres._usable_tmpfs() else Path(tempfile.gettempdir())
+    assert postgres.scratch_root("auto") == expected

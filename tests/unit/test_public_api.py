@@ -11,9 +11,12 @@ import stacktest
 def test_all_is_pinned() -> None:
     assert sorted(stacktest.__all__) == [
         "AsyncStack",
+        "AttachedStack",
         "BinaryNotFound",
         "ConfigError",
         "DependencyFailed",
+        "EventuallyTimeout",
+        "IsolationError",
         "Service",
         "ServiceExited",
         "ServiceStartError",
@@ -22,6 +25,8 @@ def test_all_is_pinned() -> None:
         "StackError",
         "StackNotRunning",
         "StackStateError",
+        "eventually",
+        "eventually_async",
         "load_stack",
     ]
     for name in stacktest.__all__:

@@ -289,6 +289,7 @@ def test_completed_on_a_server(write_stack: Write) -> None:
             "SQL file 'missing.sql' not found",
         ),
         ('[services.a]\nuse = "postgres"\ndatabases = ["bad name"]\n', "bad database name"),
+        ('[services.a]\nuse = "postgres"\ntmpfs = "yes"\n', 'expected true, false or "auto"'),
         ('[services."a b"]\ncommand = ["x"]\n', "bad service name"),
         ('[stack]\nnmae = "x"\n[services.a]\ncommand = ["x"]\n', "did you mean 'name'"),
         ("[stack]\n", "declares no services"),
