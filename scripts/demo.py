@@ -64,12 +64,40 @@ def main() -> int:
     leftovers = [pid for pid in pids if pid and alive(pid)]
     checks.append(("nothing left running after down", not leftovers, f"leftover pids: {leftovers}"))
     print(f"==> stacktest down in {down_seconds:.2f}s; leftover processes: {leftovers or 'none'}")
+    print("==> the quickstart's integration suite: stacktest test (up, pytest, down)")
+    check("integration suite (pytest plugin, real services)", run_suite)
     passed = sum(ok for _, ok, _ in checks)
     print(
         f"==> summary: {passed}/{len(checks)} checks passed; up {up_seconds:.2f}s, down {down_seconds:.2f}s"
     )
     write_report(checks, up_seconds, down_seconds)
     return 0 if passed == len(checks) else 1
+
+
+def run_suite() -> str:
+    """``stacktest test`` on examples/quickstart/tests; JUnit XML into reports/."""
+    import os
+    import subprocess
+    import xml.etree.ElementTree as ET
+
+    junit = ROOT / "reports" / "quickstart-junit.xml"
+    junit.parent.mkdir(exist_ok=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "stacktest", "test", "--file", str(STACK), "--",
+         "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", str(STACK.parent / "tests")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    for line in (result.stdout + result.stderr).splitlines():
+        print(f"      | {line}")
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None, "no JUnit report"
+    counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    assert result.returncode == 0 and counts["tests"] > 0, f"pytest exit {result.returncode}, {counts}"
+    return (
+        f"{counts['tests']} tests, {counts['failures']} failed, {counts['errors']} errors, "
+        f"{counts['skipped']} skipped; JUnit: {junit.relative_to(ROOT)}"
+    )
 
 
 def postgres_round_trip(url: str) -> str:
