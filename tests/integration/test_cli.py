@@ -117,7 +117,12 @@ def test_up_detached_then_status_exec_logs_env_restart_down(project: Path) -> No
     assert gone.returncode == 3 and "no stack is running" in gone.stdout
 
 
+def shm_segments() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("PostgreSQL.*")}
+
+
 def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
+    segments_before = shm_segments()
     fg = subprocess.Popen(
         [PY, "-m", "stacktest", "up"],
         cwd=project,
@@ -147,6 +152,8 @@ def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
     assert not set(first) & set(second)
     state = json.loads((project / ".stacktest" / "state.json").read_text())
     assert state["state"] == "ready"
+    # a SIGKILLed postgres leaves no shared memory segments behind (they live in its data dir)
+    assert shm_segments() <= segments_before
 
 
 def test_foreground_up_stops_everything_on_ctrl_c(project: Path) -> None:

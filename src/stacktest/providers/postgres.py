@@ -41,6 +41,9 @@ DEFAULT_SETTINGS = {
     "full_page_writes": "off",
     "listen_addresses": "127.0.0.1",
     "logging_collector": "off",
+    # dynamic shared memory as files in the data dir, not /dev/shm/PostgreSQL.* segments that
+    # a SIGKILLed server (a killed runner, a fault test) would leave behind for good
+    "dynamic_shared_memory_type": "mmap",
 }
 
 
@@ -420,6 +423,9 @@ class PostgresProvider(Provider):
 # background after an earlier start, and leaves a new one behind for the next.
 SPARES_PER_KEY = 2
 STALE_SECONDS = 600
+#: Spares of a cache key nobody started from for this long are removed (they hold RAM
+#: when they live in /dev/shm).
+UNUSED_KEY_SECONDS = 3600
 
 
 def spare_root(base: Path) -> Path:
@@ -479,10 +485,21 @@ def claim_spare(base: Path, key: str) -> Path | None:
     return None
 
 
+def _prune_unused_keys(root: Path, keep: str, now: float) -> None:
+    for key_dir in root.iterdir():
+        if key_dir.name == keep or not key_dir.is_dir():
+            continue
+        with contextlib.suppress(OSError):
+            if now - key_dir.stat().st_mtime > UNUSED_KEY_SECONDS:
+                shutil.rmtree(key_dir, ignore_errors=True)
+
+
 def make_spare(base: Path, cached: Path, user: str | None) -> None:
     directory = spare_root(base) / cached.name
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     now = time.time()
+    os.utime(directory)  # "used now": claiming renames inside it, which also bumps the mtime
+    _prune_unused_keys(directory.parent, cached.name, now)
     for entry in directory.iterdir():
         if not entry.name.startswith("ready-"):
             with contextlib.suppress(OSError):
