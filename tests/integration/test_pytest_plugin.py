@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -416,6 +418,50 @@ def test_xdist_workers_each_get_their_own_stack(project: pytest.Pytester) -> Non
     assert run_dirs == sorted(f"pytest-{worker}" for worker in ids)
     assert all(len(stack_ids) == 1 for stack_ids in ids.values())
     assert len(set().union(*ids.values())) == len(ids)
+
+
+# -- interrupted sessions ----------------------------------------------------------------------
+SLOW_TEST = """
+import pathlib, time
+
+def test_slow(stack):
+    pathlib.Path("started").write_text("x")
+    time.sleep(60)
+"""
+
+
+def start_slow_session(project: pytest.Pytester) -> subprocess.Popen[bytes]:
+    project.makepyfile(test_slow=SLOW_TEST)
+    proc = subprocess.Popen(
+        [PY, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=project.path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (project.path / "started").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the session did not start"
+        time.sleep(0.02)
+    return proc
+
+
+def test_ctrl_c_stops_the_stack(project: pytest.Pytester) -> None:
+    proc = start_slow_session(project)
+    running = leftover_pids(project.path)
+    assert len(running) == 3
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
+    assert leftover_pids(project.path) == []
+
+
+def test_a_killed_session_is_reaped_by_the_next(project: pytest.Pytester) -> None:
+    proc = start_slow_session(project)
+    orphans = leftover_pids(project.path)
+    proc.kill()
+    proc.wait()
+    assert leftover_pids(project.path) == orphans  # still running: nobody reaped them yet
+    (project.path / "test_slow.py").unlink()
+    project.makepyfile(test_ok="def test_ok(stack):\n    pass\n")
+    run(project).assert_outcomes(passed=1)
+    assert not any(procs.alive(pid) for pid in orphans)
 
 
 # -- the CLI ---------------------------------------------------------------------------------
