@@ -242,6 +242,8 @@ class PostgresProvider(Provider):
             "listen_addresses=",
             "-c",
             "fsync=off",
+            "-c",
+            "dynamic_shared_memory_type=mmap",
             "-p",
             str(instance.port),
             stdout=log,
