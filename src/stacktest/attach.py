@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from stacktest.engine.rundir import RunDir
-from stacktest.errors import StackStateError
+from stacktest.operations import Operations
 from stacktest.spec.model import StackSpec
 from stacktest.stack import Service
 
 
-class AttachedStack:
+class AttachedStack(Operations):
     """A running stack owned by another process; the same surface as :class:`Stack`."""
 
     def __init__(self, spec: StackSpec, state: dict[str, Any], run_dir: RunDir) -> None:
@@ -50,23 +50,14 @@ class AttachedStack:
     def __getitem__(self, name: str) -> Service:
         return Service.from_state(name, self.state)
 
-    def restart(self, service: str) -> None:
-        self._ask({"op": "restart", "service": service})
-
-    def reset(self, service: str) -> None:
-        self._ask({"op": "reset", "service": service})
-
     def status(self) -> list[dict[str, Any]]:
-        status: list[dict[str, Any]] = self._ask({"op": "status"})["status"]
+        status: list[dict[str, Any]] = self._op({"op": "status"})["status"]
         return status
 
     def stop(self) -> None:
         """Let go of the stack; its owner keeps it running."""
 
-    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, request: dict[str, Any]) -> dict[str, Any]:
         from stacktest.cli_up import control
 
-        reply = control(self.state, request, timeout=120)
-        if not reply.get("ok"):
-            raise StackStateError(f"{request['op']} failed: {reply.get('error', 'no answer')}")
-        return reply
+        return control(self.state, request, timeout=120)

@@ -13,7 +13,8 @@ remedy. Where a builtin exception is the natural thing to catch, it is mixed in.
     ├── DependencyFailed                    a service could not start because a dependency failed
     ├── StackStateError (RuntimeError)      an operation not allowed in the current state
     │   └── StackNotRunning                 no stack is running in this run directory
-    └── IsolationError                      a per-test database, key prefix or stream failed
+    ├── IsolationError                      a per-test database, key prefix or stream failed
+    └── FaultError (ValueError)             a fault that cannot be applied (bad toxic, unknown edge)
 """
 
 from __future__ import annotations
@@ -148,6 +149,15 @@ class StackNotRunning(StackStateError):
 
 class IsolationError(StackError):
     """A per-test resource (database, key prefix, stream) could not be made or removed."""
+
+
+class FaultError(StackError, ValueError):
+    """A fault that cannot be applied: an unknown edge or service, a bad toxic."""
+
+    def __init__(self, problem: str, *, hint: str | None = None) -> None:
+        self.problem = problem
+        self.hint = hint
+        super().__init__(problem + (f"\n  hint: {hint}" if hint else ""))
 
 
 def _describe_exit(returncode: int) -> str:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from stacktest.engine.rundir import RunDir
 from stacktest.engine.runtime import AsyncStack, Running
+from stacktest.operations import Operations
 from stacktest.spec.model import StackSpec
 
 T = TypeVar("T")
@@ -118,8 +119,12 @@ class _LoopThread:
             self.loop.close()
 
 
-class Stack:
-    """A stack started from synchronous code; a context manager."""
+class Stack(Operations):
+    """A stack started from synchronous code; a context manager.
+
+    Restarts, resets and faults (``kill``, ``pause``, ``fault``, ``down``...) come from
+    :class:`~stacktest.operations.Operations`.
+    """
 
     def __init__(self, spec: StackSpec, *, run_dir: Path | None = None) -> None:
         self.spec = spec
@@ -188,15 +193,10 @@ class Stack:
     def run_dir(self) -> RunDir:
         return self.engine.run_dir
 
-    def restart(self, service: str) -> None:
-        """Stop and start a service, keeping its data."""
+    def _request(self, request: dict[str, Any]) -> dict[str, Any]:
+        engine = self.engine
         assert self._thread is not None
-        self._thread.call(self.engine.restart(service))
-
-    def reset(self, service: str) -> None:
-        """Restart a service with fresh state (its data thrown away)."""
-        assert self._thread is not None
-        self._thread.call(self.engine.reset(service))
+        return self._thread.call(engine.apply(request))
 
     def status(self) -> list[dict[str, Any]]:
         return self.engine.status()

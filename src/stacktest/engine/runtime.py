@@ -40,6 +40,9 @@ from stacktest.errors import (
     StackError,
     StackStateError,
 )
+from stacktest.faults.api import ToxiproxyAPI
+from stacktest.faults.edges import EdgeProxies
+from stacktest.faults.toxics import Toxic
 from stacktest.providers import provider_for
 from stacktest.providers.base import Instance, Provider
 from stacktest.spec.model import Condition, ReadyCheck, StackSpec
@@ -64,6 +67,7 @@ _ALLOWED = {
     "stop": {StackState.STARTING, StackState.READY, StackState.FAILED, StackState.STOPPING},
     "restart": {StackState.READY},
     "reset": {StackState.READY},
+    "fault": {StackState.READY},
 }
 
 
@@ -155,6 +159,12 @@ class AsyncStack:
         self.shutdown_requested = asyncio.Event()
         self._stop_on_shutdown = stop_on_shutdown
         self._background: set[asyncio.Task[Any]] = set()
+        #: One fault proxy per proxied dependency edge, and the Toxiproxy API over them.
+        self.proxies = EdgeProxies()
+        self.toxiproxy = ToxiproxyAPI(self.proxies, self._proxy_event)
+        #: Instances a fault stopped or paused, so heal() knows what to bring back.
+        self._stopped_by_fault: set[str] = set()
+        self._paused: set[str] = set()
 
     @classmethod
     def from_file(cls, path: str | Path = "stack.toml", **kwargs: Any) -> AsyncStack:
@@ -200,6 +210,10 @@ class AsyncStack:
             self._plan()
             self._write_state()
             await self._serve_control()
+            await self.proxies.start()
+            api_port = allocate_port()
+            self._ports.append(api_port)
+            await self.toxiproxy.start("127.0.0.1", api_port)
             await self._start_all()
         except BaseException as exc:
             error = exc if isinstance(exc, StackError) else None
@@ -289,6 +303,13 @@ class AsyncStack:
                 runs.append(run)
             self._by_service[name] = runs
             self._gates[name] = _Gates()
+        for client, server in self.spec.proxied_edges():
+            target = self._by_service[server][0].instance
+            port = allocate_port()
+            self._ports.append(port)
+            self.proxies.add(
+                client, server, (target.host, port), (target.host, target.port), self._proxy_event
+            )
         for run in self._running.values():
             self._render(run.instance)
 
@@ -296,8 +317,11 @@ class AsyncStack:
         spec = instance.spec
 
         def resolve(ref: Ref) -> str:
-            target = instance if ref.service is None else self._by_service[ref.service][0].instance
-            return target.fields[ref.field]
+            if ref.service is None:
+                return instance.fields[ref.field]
+            target = self._by_service[ref.service][0].instance
+            # through the edge's fault proxy, when there is one
+            return self.proxies.fields_for(spec.name, ref.service, target.fields)[ref.field]
 
         base = self.spec.base_dir
         instance.env = {key: render(value, resolve) for key, value in spec.env.items()}
@@ -554,6 +578,9 @@ class AsyncStack:
         try:
             await self._stop_graph()
         finally:
+            with contextlib.suppress(Exception):
+                await self.proxies.stop()
+                await self.toxiproxy.stop()
             for run in self._running.values():
                 with contextlib.suppress(Exception):
                     await run.provider.cleanup(run.instance)
@@ -598,6 +625,8 @@ class AsyncStack:
         if not exit_task.done():
             run.state = "stopping"
             procs.signal_group(proc.pid, spec.stop_signal)
+            procs.signal_group(proc.pid, signal.SIGCONT)  # a paused process must run to stop
+            self._paused.discard(run.instance.name)
             await asyncio.wait([exit_task], timeout=spec.stop_timeout)
             if not exit_task.done():
                 self._emit(run.instance.name, "killed", after=spec.stop_timeout)
@@ -653,6 +682,8 @@ class AsyncStack:
             "ready_at": self.ready_at,
             "control": str(self._control_path) if self._control_path else None,
             "reaped": self.reaped,
+            "proxies": self.proxies.to_json(),
+            "toxiproxy_api": self.toxiproxy.url,
             "instances": instances,
         }
         with contextlib.suppress(OSError):
@@ -672,30 +703,180 @@ class AsyncStack:
         try:
             line = await asyncio.wait_for(reader.readline(), 5)
             request = json.loads(line or b"{}")
-            op = request.get("op")
-            if op in ("restart", "reset"):
-                action = self.restart if op == "restart" else self.reset
-                await action(str(request["service"]))
-                reply: dict[str, Any] = {"ok": True}
-            elif op == "status":
-                reply = {"ok": True, "status": self.status()}
-            elif op == "shutdown":
+            if request.get("op") == "shutdown":
                 self.shutdown_requested.set()
                 if self._stop_on_shutdown:
                     task = asyncio.ensure_future(self.stop())
                     self._background.add(task)
                     task.add_done_callback(self._background.discard)
-                reply = {"ok": True}
+                reply: dict[str, Any] = {"ok": True}
             else:
-                reply = {"ok": False, "error": f"unknown operation {op!r}"}
-        except (KeyError, StackError) as exc:
-            reply = {"ok": False, "error": str(exc).strip("'\"")}
+                reply = await self.apply(request)
         except Exception as exc:
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         with contextlib.suppress(OSError):
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
             writer.close()
+
+    # -- operations: one entry point for the control socket, Stack and AttachedStack ----
+    async def apply(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Carry out one operation (``{"op": "kill", "service": "worker"}``); never raises.
+
+        The reply is ``{"ok": True, ...}`` or ``{"ok": False, "error": ..., "kind": ...}``
+        where ``kind`` names the StackError subclass, so a remote caller can raise it.
+        """
+        op = str(request.get("op"))
+        try:
+            handler = self._operations()[op]
+        except KeyError:
+            return {"ok": False, "error": f"unknown operation {op!r}", "kind": "StackError"}
+        try:
+            result = await handler(request)
+        except StackError as exc:
+            return {"ok": False, "error": str(exc), "kind": type(exc).__name__}
+        except KeyError as exc:
+            return {"ok": False, "error": str(exc).strip("'\""), "kind": "StackStateError"}
+        return {"ok": True, **(result or {})}
+
+    def _operations(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        async def service_op(request: dict[str, Any]) -> None:
+            await actions[request["op"]](str(request["service"]))
+
+        async def add_toxic(request: dict[str, Any]) -> dict[str, Any]:
+            self._check("fault")
+            toxic = self.proxies.add_toxic(str(request["edge"]), Toxic.from_json(request["toxic"]))
+            self._write_state()
+            return {"toxic": toxic.to_json()}
+
+        async def remove_toxic(request: dict[str, Any]) -> None:
+            self.proxies.get(str(request["edge"])).remove_toxic(str(request["name"]))
+            self._write_state()
+
+        async def link(request: dict[str, Any]) -> None:
+            self._check("fault")
+            await self.proxies.get(str(request["edge"])).set_enabled(bool(request["up"]))
+            self._write_state()
+
+        async def heal(request: dict[str, Any]) -> dict[str, Any]:
+            return {"healed": await self.heal()}
+
+        async def faults(request: dict[str, Any]) -> dict[str, Any]:
+            return {"proxies": self.proxies.to_json(), "paused": sorted(self._paused),
+                    "stopped": sorted(self._stopped_by_fault)}  # fmt: skip
+
+        async def status(request: dict[str, Any]) -> dict[str, Any]:
+            return {"status": self.status()}
+
+        actions = {
+            "restart": self.restart,
+            "reset": self.reset,
+            "kill": self.kill,
+            "terminate": self.terminate,
+            "stop": self.stop_service,
+            "start": self.start_service,
+            "pause": self.pause,
+            "resume": self.resume,
+        }
+        ops: dict[str, Callable[[dict[str, Any]], Any]] = {name: service_op for name in actions}
+        ops.update(
+            add_toxic=add_toxic, remove_toxic=remove_toxic, link=link, heal=heal, faults=faults,
+            status=status,
+        )  # fmt: skip
+        return ops
+
+    # -- process faults -----------------------------------------------------------------
+    async def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (SIGKILL) to each instance's process group; it stays down until
+        start_service() or heal(). A kill is not a crash: no restart policy applies."""
+        self._check("fault")
+        await asyncio.gather(*(self._halt(run, sig) for run in self.instances(service)))
+
+    async def terminate(self, service: str) -> None:
+        """SIGTERM, then SIGKILL after the service's stop_timeout; stays down like kill."""
+        await self.kill(service, signal.SIGTERM)
+
+    async def stop_service(self, service: str) -> None:
+        """Stop gracefully (its stop_signal, then SIGKILL after stop_timeout)."""
+        self._check("fault")
+        runs = self.instances(service)
+        await asyncio.gather(*(self._stop_instance(r) for r in runs))
+        self._stopped_by_fault.update(r.instance.name for r in runs)
+        for run in runs:
+            self._emit(run.instance.name, "fault: stopped")
+        self._write_state()
+
+    async def start_service(self, service: str) -> None:
+        """Start the instances that are not running, and wait until they are ready."""
+        self._check("fault")
+        runs = [r for r in self.instances(service) if r.exit_task is None or r.exit_task.done()]
+
+        async def start(run: Running) -> None:
+            await self._launch(run)
+            await self._wait_ready(run)
+            self._stopped_by_fault.discard(run.instance.name)
+
+        await asyncio.gather(*(start(r) for r in runs))
+
+    async def pause(self, service: str) -> None:
+        """SIGSTOP the process groups: the service holds its connections but answers nothing."""
+        self._check("fault")
+        for run in self.instances(service):
+            if run.proc is not None and run.exit_task is not None and not run.exit_task.done():
+                procs.signal_group(run.proc.pid, signal.SIGSTOP)
+                run.state = "paused"
+                self._paused.add(run.instance.name)
+                self._emit(run.instance.name, "fault: paused")
+        self._write_state()
+
+    async def resume(self, service: str) -> None:
+        self._check("fault")
+        for run in self.instances(service):
+            if run.proc is not None and run.instance.name in self._paused:
+                procs.signal_group(run.proc.pid, signal.SIGCONT)
+                run.state = "ready" if run.instance.spec.has_health else "running"
+                self._paused.discard(run.instance.name)
+                self._emit(run.instance.name, "fault: resumed")
+        self._write_state()
+
+    async def heal(self) -> list[str]:
+        """Undo every fault: toxics removed, links up, paused resumed, stopped started."""
+        healed = await self.proxies.heal()
+        for name in sorted(self._paused):
+            await self.resume(name)
+            healed.append(f"{name} resumed")
+        for name in sorted(self._stopped_by_fault):
+            await self.start_service(name)
+            healed.append(f"{name} started")
+        if healed:
+            self._emit("stack", "fault: healed", undone=healed)
+        self._write_state()
+        return healed
+
+    async def _halt(self, run: Running, sig: int) -> None:
+        proc, exit_task = run.proc, run.exit_task
+        if proc is None or exit_task is None or exit_task.done():
+            return
+        run.stopping = True  # an exit we caused: not a crash, no restart policy
+        self._stopped_by_fault.add(run.instance.name)
+        self._paused.discard(run.instance.name)
+        name = signal.Signals(sig).name
+        self._emit(run.instance.name, f"fault: {name}")
+        procs.signal_group(proc.pid, sig)
+        procs.signal_group(proc.pid, signal.SIGCONT)
+        await asyncio.wait([exit_task], timeout=run.instance.spec.stop_timeout)
+        if not exit_task.done():
+            procs.signal_group(proc.pid, signal.SIGKILL)
+            await exit_task
+        procs.signal_group(proc.pid, signal.SIGKILL)  # what outlived the group leader
+        run.exit_code = exit_task.result()
+        run.state = "killed" if sig == signal.SIGKILL else "stopped"
+        self._write_state()
+
+    def _proxy_event(self, what: str, detail: dict[str, Any]) -> None:
+        edge = str(detail.pop("edge", "proxy"))
+        self._emit(edge, f"fault: {what}", **detail)
+        self._write_state()
 
 
 def _root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:

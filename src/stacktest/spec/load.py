@@ -148,8 +148,9 @@ class _Parser:
                 self.unknown_key("", name, {"stack", "services"})
         meta = self.expect("stack", data.get("stack", {}), (dict,), "a table")
         for name in meta:
-            if name not in ("name", "run_dir"):
-                self.unknown_key("stack", name, {"name", "run_dir"})
+            if name not in ("name", "run_dir", "proxy"):
+                self.unknown_key("stack", name, {"name", "run_dir", "proxy"})
+        proxy = self.expect("stack.proxy", meta.get("proxy", False), (bool,), "true or false")
         stack_name = self.expect(
             "stack.name", meta.get("name", self.source.parent.name or "stack"), (str,), "a string"
         )
@@ -183,7 +184,9 @@ class _Parser:
             for name, table in raw_services.items()
         }
         self.check_graph(services)
-        return StackSpec(name=stack_name, source=self.source, run_dir=run_dir, services=services)
+        return StackSpec(
+            name=stack_name, source=self.source, run_dir=run_dir, services=services, proxy=proxy
+        )
 
     def kind(self, key: str, table: Mapping[str, Any]) -> str:
         use = table.get("use")
@@ -398,18 +401,26 @@ class _Parser:
         else:
             items = self.expect(dkey, value, (dict, list), "a list of services or a table")
         deps = []
-        for dep, cond in items.items():
+        for dep, raw in items.items():
+            cond, proxy = raw, None
             if dep not in kinds:
                 close = difflib.get_close_matches(dep, list(kinds), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"services: {', '.join(kinds)}"
                 self.fail(f"{dkey}.{dep}", f"unknown service {dep!r}", hint)
             if dep == me:
                 self.fail(f"{dkey}.{dep}", "a service cannot depend on itself")
+            if isinstance(cond, dict):  # Compose style { condition = "service_healthy" }
+                for option in cond:
+                    if option not in ("condition", "proxy"):
+                        self.unknown_key(f"{dkey}.{dep}", option, {"condition", "proxy"})
+                if "proxy" in cond:
+                    proxy = self.expect(
+                        f"{dkey}.{dep}.proxy", cond["proxy"], (bool,), "true or false"
+                    )
+                cond = cond.get("condition")
             if cond is None:
                 condition = None
             else:
-                if isinstance(cond, dict):  # Compose style { condition = "service_healthy" }
-                    cond = cond.get("condition")
                 self.expect(f"{dkey}.{dep}", cond, (str,), "a condition")
                 name = cond.removeprefix("service_").replace("completed_successfully", "completed")
                 try:
@@ -420,7 +431,8 @@ class _Parser:
                         f"unknown condition {cond!r}",
                         "use 'started', 'healthy' or 'completed'",
                     )
-            deps.append(self.dependency(f"{dkey}.{dep}", dep, condition, kinds, healthful))
+            dependency = self.dependency(f"{dkey}.{dep}", dep, condition, kinds, healthful)
+            deps.append(Dependency(dependency.service, dependency.condition, proxy))
         return tuple(deps)
 
     def dependency(

@@ -48,6 +48,8 @@ class ReadyCheck:
 class Dependency:
     service: str
     condition: Condition
+    #: Route this edge through a fault proxy: True / False, or None for the stack's default.
+    proxy: bool | None = None
 
 
 def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -98,6 +100,8 @@ class StackSpec:
     source: Path
     run_dir: Path
     services: Mapping[str, ServiceSpec]
+    #: ``[stack] proxy = true``: every dependency edge goes through a fault proxy.
+    proxy: bool = False
 
     @property
     def base_dir(self) -> Path:
@@ -105,6 +109,15 @@ class StackSpec:
 
     def __getitem__(self, name: str) -> ServiceSpec:
         return self.services[name]
+
+    def proxied_edges(self) -> list[tuple[str, str]]:
+        """``(client, server)`` pairs whose traffic goes through a fault proxy."""
+        edges = []
+        for name, spec in self.services.items():
+            for dep in spec.depends_on:
+                if dep.proxy if dep.proxy is not None else self.proxy:
+                    edges.append((name, dep.service))
+        return edges
 
     def digest(self) -> str:
         """A hash of the stack file and the files it feeds to services (``init`` SQL).
