@@ -257,7 +257,17 @@ def status(
     if as_json:
         print(json.dumps(_public_state(state), indent=2))
         return
-    _console().print(_status_table(state))
+    console = _console()
+    console.print(_status_table(state))
+    proxies = state.get("proxies") or {}
+    if proxies:
+        edges = ", ".join(
+            f"{name}{'' if p['enabled'] else ' (down)'}"
+            + (f" [{len(p['toxics'])} toxic(s)]" if p["toxics"] else "")
+            for name, p in proxies.items()
+        )
+        console.print(f"fault proxies: {edges}")
+        console.print(f"Toxiproxy API: {state.get('toxiproxy_api')}")
 
 
 def _public_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -474,3 +484,12 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
 
 if __name__ == "__main__":
     main()
+
+
+def _register_fault_commands() -> None:
+    from stacktest.cli_faults import register
+
+    register(app)
+
+
+_register_fault_commands()

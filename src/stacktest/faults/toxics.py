@@ -205,7 +205,10 @@ class Toxic:
                 unit = "us"
             shown.append(f"{key}={value}{unit if unit not in ('bytes', 'KB/s') else ''}")
         extra = f" toxicity={self.toxicity:g}" if self.toxicity < 1 else ""
-        return f"{self.type} {' '.join(shown)} ({self.stream}{extra})"
+        label = " ".join(shown)
+        if next(iter(TYPES[self.type])) != self.type:
+            label = f"{self.type} {label}"
+        return f"{label} ({self.stream}{extra})"
 
 
 def _convert(type_: str, key: str, value: Any) -> Any:

@@ -16,9 +16,11 @@ from stacktest.pytest_plugin.fixtures import (
     SESSION_KEY,
     _stacktest_fresh_marker,
     fresh_stack,
+    history,
     namespace,
     nats_scope,
     nats_scope_factory,
+    nemesis,
     pg_database,
     pg_database_factory,
     service_log,
@@ -33,9 +35,11 @@ from stacktest.pytest_plugin.session import StackSession
 __all__ = [
     "_stacktest_fresh_marker",
     "fresh_stack",
+    "history",
     "namespace",
     "nats_scope",
     "nats_scope_factory",
+    "nemesis",
     "pg_database",
     "pg_database_factory",
     "service_log",
@@ -90,6 +94,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_call(item: pytest.Item) -> None:
     # the stack may have started during this test's setup: watch it from here on
     evidence.note_start(stack_session(item.config), item, only_if_unmarked=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    # whatever the test did to the stack (a kill, a pause, a toxic), the next test
+    # starts from a healed one
+    evidence.heal_after(stack_session(item.config), item)
 
 
 @pytest.hookimpl(wrapper=True)

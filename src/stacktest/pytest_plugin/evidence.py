@@ -36,6 +36,9 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
                 )
             else:
                 report.sections.append(("stacktest: services that died", text))
+    healed = item.stash.get(HEALED_KEY, None)
+    if report.when == "teardown" and healed:
+        report.sections.append(("stacktest: faults undone after the test", "\n".join(healed)))
     if not report.failed:
         return
     limit = session.settings.log_lines
@@ -51,3 +54,17 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
         report.sections.append(
             (f"stacktest: {instance} log (during this test)", "\n".join([header, *shown]))
         )
+
+
+HEALED_KEY = pytest.StashKey[list[str]]()
+
+
+def heal_after(session: StackSession, item: pytest.Item) -> None:
+    if session.stack is None:
+        return
+    try:
+        healed = session.stack.heal()
+    except Exception as exc:  # the stack may be gone (a test stopped it); report, go on
+        healed = [f"heal failed: {exc}"]
+    if healed:
+        item.stash[HEALED_KEY] = healed

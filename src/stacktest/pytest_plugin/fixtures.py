@@ -11,6 +11,8 @@ from stacktest.pytest_plugin.session import StackSession, StackUnavailable
 
 if TYPE_CHECKING:
     from stacktest.attach import AttachedStack
+    from stacktest.faults.history import History
+    from stacktest.faults.nemesis import Nemesis
     from stacktest.isolation.nats import SubjectScope
     from stacktest.isolation.postgres import PgDatabase
     from stacktest.isolation.valkey import KeyScope
@@ -229,3 +231,40 @@ def service_log(
         return out
 
     return lines
+
+
+HISTORY_KEY = pytest.StashKey["History"]()
+
+
+@pytest.fixture
+def history(request: pytest.FixtureRequest, tmp_path: Any) -> History:
+    """A Jepsen-style history of client operations, also written as JSON lines to
+    ``<tmp_path>/history.jsonl``: ``with history.op("enqueue", 7): ...``. Check it with
+    ``stacktest.faults.history.total_queue(history)`` and friends."""
+    from stacktest.faults.history import History
+
+    recorded = History(tmp_path / "history.jsonl")
+    request.node.stash[HISTORY_KEY] = recorded
+    return recorded
+
+
+@pytest.fixture
+def nemesis(
+    request: pytest.FixtureRequest, stack: Stack | AttachedStack
+) -> Iterator[Callable[..., Nemesis]]:
+    """``nemesis([kill("worker"), pause("db")], every="2s")``: a started Nemesis on the
+    stack (recording into ``history`` when the test uses it), stopped and healed after."""
+    from stacktest.faults.nemesis import Nemesis
+
+    started: list[Nemesis] = []
+
+    def make(faults: list[Any], **options: Any) -> Nemesis:
+        if "history" not in options and HISTORY_KEY in request.node.stash:
+            options["history"] = request.node.stash[HISTORY_KEY]
+        running = Nemesis(stack, faults, **options).start()
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()
