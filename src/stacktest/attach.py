@@ -50,6 +50,12 @@ class AttachedStack(Operations):
     def __getitem__(self, name: str) -> Service:
         return Service.from_state(name, self.state)
 
+    @property
+    def toxiproxy_url(self) -> str | None:
+        """The Toxiproxy-compatible API over this stack's fault proxies."""
+        url = self.state.get("toxiproxy_api")
+        return str(url) if url else None
+
     def status(self) -> list[dict[str, Any]]:
         status: list[dict[str, Any]] = self._op({"op": "status"})["status"]
         return status

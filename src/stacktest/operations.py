@@ -106,6 +106,15 @@ class Operations:
         healed: list[str] = self._op({"op": "heal"})["healed"]
         return healed
 
+    def proxy_address(self, edge: str) -> tuple[str, int]:
+        """Where an edge's proxy listens: connect there to be "the client" of that edge."""
+        proxies = self.faults()["proxies"]
+        if edge not in proxies:
+            known = ", ".join(proxies) or "none"
+            raise errors.FaultError(f"no fault proxy on edge {edge!r} (proxied edges: {known})")
+        host, _, port = proxies[edge]["listen"].rpartition(":")
+        return host, int(port)
+
     def faults(self) -> dict[str, Any]:
         """Every proxy with its toxics and state, and which services are paused or stopped."""
         reply = self._op({"op": "faults"})

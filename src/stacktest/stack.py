@@ -193,6 +193,11 @@ class Stack(Operations):
     def run_dir(self) -> RunDir:
         return self.engine.run_dir
 
+    @property
+    def toxiproxy_url(self) -> str | None:
+        """The Toxiproxy-compatible API over this stack's fault proxies."""
+        return self.engine.toxiproxy.url
+
     def _request(self, request: dict[str, Any]) -> dict[str, Any]:
         engine = self.engine
         assert self._thread is not None

@@ -445,7 +445,9 @@ class Link:
                     await asyncio.sleep(wait)
             toxic.seen += 1
             first, rate = attrs["first"], attrs["rate"]
-            if first:
+            if attrs["status"] == 0:
+                fail = False  # status 0: a delay-only HTTP fault
+            elif first:
                 fail = toxic.seen <= first
             elif rate:
                 fail = random.random() < rate

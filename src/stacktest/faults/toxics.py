@@ -17,7 +17,9 @@ slicer         average_size, size_variation (bytes),       cut data into small p
                delay (µs)
 limit_data     bytes                                       close after that many bytes
 http_error     status, first, rate, delay (ms), body      stacktest's own: answer HTTP
-                                                           requests with ``status``
+                                                           requests with ``status`` (all,
+                                                           the ``first`` N, or a ``rate``
+                                                           fraction); status 0: only delay
 =============  ==========================================  ==============================
 
 Every toxic has a ``stream`` (``downstream``: server to client, the default, as in
@@ -226,8 +228,10 @@ def _convert(type_: str, key: str, value: Any) -> Any:
             number = int(value)
         except (TypeError, ValueError):
             raise FaultError(f"{what}: expected a whole number, got {value!r}") from None
-        if key == "status" and not 100 <= number <= 599:
-            raise FaultError(f"{what}: {number} is not an HTTP status")
+        if key == "status" and number != 0 and not 100 <= number <= 599:
+            raise FaultError(
+                f"{what}: {number} is not an HTTP status", hint="0 means: delay only, no error"
+            )
         return number
     if key == "rate":  # http_error: the fraction of requests that fail
         fraction = float(value)

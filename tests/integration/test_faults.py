@@ -1,0 +1,380 @@
+"""Faults on real services, seen by real clients through stacktest's proxies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from stacktest import Stack
+from stacktest.errors import FaultError
+from stacktest.faults import nemesis as nem
+from stacktest.faults.history import History, counter
+from stacktest.providers.postgres import find_bin_dir
+
+pytestmark = pytest.mark.integration
+PY = sys.executable
+
+STACK = f"""
+[stack]
+proxy = true
+
+[services.db]
+use = "postgres"
+databases = ["app"]
+
+[services.cache]
+use = "valkey"
+
+[services.bus]
+use = "nats"
+jetstream = true
+
+[services.web]
+command = ["{PY}", "-m", "http.server", "{{port}}", "--bind", "127.0.0.1"]
+ready = {{ http = "/" }}
+
+[services.client]
+command = ["{PY}", "-c", "import time; time.sleep(3600)"]
+env = {{ DATABASE_URL = "{{db.url}}/app", REDIS_URL = "{{cache.url}}", NATS_URL = "{{bus.url}}", WEB = "{{web.url}}" }}
+depends_on = ["db", "cache", "bus", "web"]
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    directory = tmp_path_factory.mktemp("faults")
+    (directory / "stack.toml").write_text(STACK)
+    with Stack.from_file(directory / "stack.toml") as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def healed(stack: Stack) -> Iterator[None]:
+    yield
+    stack.heal()
+
+
+def cache_client(stack: Stack, timeout: float = 2.0) -> redis.Redis:
+    host, port = stack.proxy_address("client->cache")
+    return redis.Redis(host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
+def test_edges_are_rendered_through_their_proxies(stack: Stack) -> None:
+    proxies = stack.faults()["proxies"]
+    assert sorted(proxies) == ["client->bus", "client->cache", "client->db", "client->web"]
+    db_proxy = proxies["client->db"]
+    assert db_proxy["upstream"] == f"127.0.0.1:{stack['db'].port}"
+    env = (Path(f"/proc/{stack['client'].pids[0]}/environ").read_bytes()).split(b"\0")
+    rendered = dict(item.decode().split("=", 1) for item in env if b"=" in item)
+    assert rendered["DATABASE_URL"].endswith(f"@{db_proxy['listen']}/app")
+    assert rendered["REDIS_URL"] == f"redis://{proxies['client->cache']['listen']}"
+
+
+def test_psql_through_a_latency_toxic_shows_the_added_delay(stack: Stack) -> None:
+    host, port = stack.proxy_address("client->db")
+    db = stack["db"]
+    url = f"postgresql://{db.user}:{db.password}@{host}:{port}/app"
+    psql = str(find_bin_dir()[0] / "psql")
+    if not Path(psql).exists():
+        psql = str(Path(sys.executable).parent.parent / "lib")  # never reached with the wheel
+    def query_ms() -> float:
+        out = subprocess.run(
+            [psql, url, "-X", "-c", "\\timing on", "-c", "select 1"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout  # fmt: skip
+        return float(re.search(r"Time: ([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
+
+    assert query_ms() < 50
+    with stack.fault("client->db", latency="100ms"):
+        delayed = query_ms()
+    assert 100 <= delayed < 300, delayed
+    assert query_ms() < 50
+
+
+def test_a_valkey_client_fails_while_the_link_is_down_and_recovers(stack: Stack) -> None:
+    client = cache_client(stack)
+    assert client.ping()
+    with stack.down("client->cache"):
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        with pytest.raises(redis.ConnectionError):
+            cache_client(stack).ping()
+    assert client.ping()  # redis-py reconnects on its own
+
+
+def test_a_nats_client_reconnects_after_reset_peer(stack: Stack) -> None:
+    import nats
+
+    host, port = stack.proxy_address("client->bus")
+
+    async def scenario() -> tuple[int, int, bytes]:
+        disconnected, reconnected = asyncio.Event(), asyncio.Event()
+        counts = {"disconnected": 0, "reconnected": 0}
+
+        async def on_disconnect() -> None:
+            counts["disconnected"] += 1
+            disconnected.set()
+
+        async def on_reconnect() -> None:
+            counts["reconnected"] += 1
+            reconnected.set()
+
+        nc = await nats.connect(
+            f"nats://{host}:{port}",
+            reconnect_time_wait=0.1,
+            max_reconnect_attempts=-1,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
+        try:
+            sub = await nc.subscribe("greet")
+            name = await asyncio.to_thread(stack.add_toxic, "client->bus", "reset_peer", timeout=0)
+            await asyncio.wait_for(disconnected.wait(), 10)
+            await asyncio.to_thread(stack.remove_toxic, "client->bus", name)
+            await asyncio.wait_for(reconnected.wait(), 10)
+            await nc.publish("greet", b"hello again")
+            msg = await sub.next_msg(timeout=5)
+            return counts["disconnected"], counts["reconnected"], msg.data
+        finally:
+            await nc.close()
+
+    disconnects, reconnects, data = asyncio.run(scenario())
+    assert disconnects >= 1 and reconnects >= 1
+    assert data == b"hello again"
+
+
+def test_bandwidth_caps_a_bulk_transfer_within_20_percent(stack: Stack) -> None:
+    direct = redis.Redis.from_url(stack["cache"].url)
+    payload = b"x" * (1 << 20)
+    direct.set("bulk", payload)
+    client = cache_client(stack, timeout=10)
+    client.ping()
+    with stack.fault("client->cache", bandwidth="1MB/s"):  # 1024 KB/s
+        started = time.perf_counter()
+        assert client.get("bulk") == payload
+        elapsed = time.perf_counter() - started
+    rate_kb = len(payload) / 1024 / elapsed
+    assert abs(rate_kb - 1024) / 1024 <= 0.20, f"{rate_kb:.0f} KB/s"
+
+
+def test_pause_stops_answers_and_resume_brings_them_back(stack: Stack) -> None:
+    direct = redis.Redis.from_url(stack["cache"].url, socket_timeout=0.3)
+    assert direct.ping()
+    with stack.paused("cache"):
+        with pytest.raises(redis.TimeoutError):
+            direct.ping()
+        assert [r["state"] for r in stack.status() if r["name"] == "cache"] == ["paused"]
+    assert redis.Redis.from_url(stack["cache"].url, socket_timeout=2).ping()
+
+
+def test_restart_and_kill_keep_postgres_data(stack: Stack) -> None:
+    url = stack["db"].url + "/app"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS kept (v int)")
+        conn.execute("INSERT INTO kept VALUES (42)")
+    stack.restart("db")
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT v FROM kept").fetchall() == [(42,)]
+    # SIGKILL: crash recovery on the way back
+    with stack.stopped("db", kill=True), pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=1)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT v FROM kept").fetchall() == [(42,)]
+
+
+def test_timeout_slicer_and_limit_data_toxics(stack: Stack) -> None:
+    direct = redis.Redis.from_url(stack["cache"].url)
+    direct.set("sliced", b"y" * 5000)
+    client = cache_client(stack, timeout=0.5)
+    with stack.fault("client->cache", "timeout", timeout=0), pytest.raises(redis.TimeoutError):
+        client.ping()
+    client = cache_client(stack)
+    with stack.fault("client->cache", slicer=100, size_variation=20, delay="100us"):
+        assert client.get("sliced") == b"y" * 5000
+    with stack.fault("client->cache", limit_data="1KB"), pytest.raises(redis.ConnectionError):
+        cache_client(stack).get("sliced")
+
+
+def raw_ping(address: tuple[str, int]) -> bool:
+    """One connection, one PING, no retries (redis-py would retry a reset connection)."""
+    try:
+        with socket.create_connection(address, timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def test_toxicity_is_rolled_per_connection(stack: Stack) -> None:
+    address = stack.proxy_address("client->cache")
+    with stack.fault("client->cache", "reset_peer", timeout=0, toxicity=0.5):
+        outcomes = [raw_ping(address) for _ in range(40)]
+    assert 0 < sum(outcomes) < 40  # some connections were hit, some were spared
+    with stack.fault("client->cache", "reset_peer", timeout=0):
+        assert not any(raw_ping(address) for _ in range(5))
+    assert all(raw_ping(address) for _ in range(5))
+
+
+def test_http_level_faults(stack: Stack) -> None:
+    host, port = stack.proxy_address("client->web")
+    url = f"http://{host}:{port}/"
+
+    def status() -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+    assert status() == 200
+    with stack.fault("client->web", http_error=503, first=2):
+        assert [status(), status(), status()] == [503, 503, 200]
+    with stack.fault("client->web", http_error=500, rate=1.0):
+        assert status() == 500
+    with stack.fault("client->web", http_error=0, delay="200ms"):
+        started = time.perf_counter()
+        assert status() == 200
+        assert time.perf_counter() - started >= 0.2
+
+
+def test_toxiproxy_python_client_drives_the_proxies(stack: Stack) -> None:
+    from toxiproxy import Toxiproxy
+    from toxiproxy.api import APIConsumer
+
+    assert stack.toxiproxy_url is not None
+    host, port = stack.toxiproxy_url.removeprefix("http://").split(":")
+    APIConsumer.host, APIConsumer.port = host, int(port)
+    server = Toxiproxy()
+    assert server.running()
+    proxy = server.get_proxy("client->cache")
+    assert proxy is not None and proxy.upstream == f"127.0.0.1:{stack['cache'].port}"
+    client = cache_client(stack)
+    client.ping()
+    proxy.add_toxic(type="latency", attributes={"latency": 200})
+    assert "latency_downstream" in proxy.toxics()
+    started = time.perf_counter()
+    client.ping()
+    assert time.perf_counter() - started >= 0.2
+    proxy.destroy_toxic("latency_downstream")
+    started = time.perf_counter()
+    client.ping()
+    assert time.perf_counter() - started < 0.1
+    with proxy.down(), pytest.raises(redis.ConnectionError):
+        cache_client(stack).ping()
+    assert cache_client(stack).ping()
+    # a proxy of its own, made through the API
+    made = server.create(upstream=f"127.0.0.1:{stack['cache'].port}", name="mine")
+    mine_host, mine_port = made.listen.split(":")
+    assert redis.Redis(host=mine_host, port=int(mine_port)).ping()
+    made.destroy()
+    assert server.reset()
+
+
+def test_unknown_edges_and_services_are_clear_errors(stack: Stack) -> None:
+    with pytest.raises(FaultError, match=r"no fault proxy on edge 'db->client'.*client->db"):
+        stack.add_toxic("db->client", latency=10)
+    with pytest.raises(Exception, match="no service 'nope'"):
+        stack.kill("nope")
+
+
+def test_faults_are_written_to_the_event_log(stack: Stack) -> None:
+    with stack.fault("client->db", latency=5):
+        pass
+    stack.pause("web")
+    stack.heal()
+    events = [json.loads(line) for line in stack.run_dir.events_file.read_text().splitlines()]
+    whats = [(e["service"], e["event"]) for e in events]
+    assert ("client->db", "fault: toxic added") in whats
+    assert ("client->db", "fault: toxic removed") in whats
+    assert ("web", "fault: paused") in whats
+    assert ("stack", "fault: healed") in whats
+
+
+def test_a_nemesis_always_ends_healed_and_nothing_is_lost(stack: Stack) -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # No client retries: a retried INCR whose first try did land counts twice, and the
+    # counter checker rightly reports the read as above anything possible (it did, when
+    # this test first ran with redis-py's default retries).
+    host, port = stack.proxy_address("client->cache")
+    client = redis.Redis(host=host, port=port, socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    client.delete("counter")
+    history = History()
+    faults = [nem.pause("cache"), nem.link_down("client->cache"), nem.toxic("client->cache", latency="50ms")]
+    with nem.Nemesis(stack, faults, every="0.3s", hold="0.15s", mode="cycle", history=history) as n:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            try:
+                with history.op("add", 1):
+                    client.incr("counter")
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.02)
+    assert n.applied[:3] == ["pause cache", "down client->cache", "latency=50ms on client->cache"]
+    assert stack.faults()["paused"] == [] and all(
+        p["enabled"] and not p["toxics"] for p in stack.faults()["proxies"].values()
+    )
+    with history.op("read") as op:
+        op.value = int(cache_client(stack).get("counter") or 0)
+    result = counter(history)
+    assert result["valid"] is True, result
+
+
+def test_cli_faults_on_a_detached_stack(tmp_path: Path) -> None:
+    (tmp_path / "stack.toml").write_text(
+        textwrap.dedent(
+            """
+            [services.cache]
+            use = "valkey"
+
+            [services.app]
+            command = ["sleep", "600"]
+            depends_on = { cache = { proxy = true } }
+            """
+        )
+    )
+
+    def st(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PY, "-m", "stacktest", *args], cwd=tmp_path, capture_output=True, text=True,
+            timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+
+    assert st("up", "-d").returncode == 0
+    try:
+        added = st("fault", "add", "app->cache", "latency=200ms", "jitter=10ms")
+        assert added.returncode == 0, added.stderr
+        assert "latency=200ms jitter=10ms (downstream)" in added.stdout
+        assert st("fault", "add", "app->cache", "down").returncode == 0
+        bad = st("fault", "add", "app->cache", "latency=soon")
+        assert bad.returncode == 2 and "is not a duration" in bad.stderr
+        listed = st("fault", "list", "--json")
+        proxies = json.loads(listed.stdout)["proxies"]
+        assert proxies["app->cache"]["enabled"] is False
+        assert proxies["app->cache"]["toxics"][0]["attributes"] == {"latency": 200, "jitter": 10}
+        assert st("pause", "cache").returncode == 0
+        status = st("status")
+        assert "paused" in status.stdout and "app->cache (down) [1 toxic(s)]" in status.stdout
+        assert "Toxiproxy API: http://127.0.0.1:" in status.stdout
+        cleared = st("fault", "clear")
+        assert "app->cache" in cleared.stdout and "cache resumed" in cleared.stdout
+        assert st("kill", "cache").returncode == 0
+        assert '"state": "killed"' in st("status", "--json").stdout
+        assert st("start", "cache").returncode == 0
+        assert st("stop", "nope").returncode == 1
+    finally:
+        st("down")
