@@ -420,6 +420,53 @@ def test_xdist_workers_each_get_their_own_stack(project: pytest.Pytester) -> Non
     assert len(set().union(*ids.values())) == len(ids)
 
 
+# -- faults -----------------------------------------------------------------------------------
+def test_faults_are_healed_after_each_test_and_are_not_deaths(project: pytest.Pytester) -> None:
+    (project.path / "stack.toml").write_text(
+        STACK
+        + """
+[services.app]
+command = ["sleep", "600"]
+depends_on = { cache = { proxy = true } }
+"""
+    )
+    project.makepyfile(
+        test_faults="""
+        import json
+        from stacktest.faults.history import total_queue
+        from stacktest.faults import nemesis as nem
+
+        def test_1_leaves_faults_behind(stack):
+            stack.kill("bus")
+            stack.pause("db")
+            stack.add_toxic("app->cache", latency="10ms")
+            stack.link_down("app->cache")
+
+        def test_2_starts_healed(stack):
+            states = {row["name"]: row["state"] for row in stack.status()}
+            assert states == {"db": "ready", "cache": "ready", "bus": "ready", "app": "running"}
+            assert stack.faults()["proxies"]["app->cache"] == {
+                **stack.faults()["proxies"]["app->cache"], "enabled": True, "toxics": []
+            }
+
+        def test_3_history_and_nemesis(stack, history, nemesis, tmp_path):
+            running = nemesis([nem.pause("cache")], every="0.2s", hold="0.1s")
+            for n in range(5):
+                with history.op("enqueue", n):
+                    pass
+                with history.op("dequeue", n):
+                    pass
+            running.stop()
+            assert running.applied or running.errors == []
+            assert total_queue(history)["valid"] is True
+            lines = (tmp_path / "history.jsonl").read_text().splitlines()
+            assert json.loads(lines[0])["type"] == "invoke"
+        """
+    )
+    result = run(project, "-v")
+    result.assert_outcomes(passed=3)
+
+
 # -- interrupted sessions ----------------------------------------------------------------------
 SLOW_TEST = """
 import pathlib, time

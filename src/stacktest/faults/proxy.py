@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from stacktest.errors import FaultError
 from stacktest.faults.httpfault import RequestSplitter, error_response
@@ -153,6 +153,15 @@ class _Side(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.link: Link | None = None
+        #: The peer's ``transport.write`` while this direction has no toxic: the fast path.
+        self.forward: Callable[[bytes], None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        forward = self.forward
+        if forward is not None:
+            forward(data)
+        elif self.link is not None:
+            self.link.on_data(self, data)
 
     def pause_writing(self) -> None:
         if self.link is not None:
@@ -183,18 +192,13 @@ class ClientSide(_Side):
         self.proxy = proxy
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport = cast(asyncio.Transport, transport)
         if not self.proxy.enabled:
             _reset(transport)
             return
         transport.pause_reading()  # until the upstream connection is there
         self.link = Link(self.proxy, self)
         self.link.connect()
-
-    def data_received(self, data: bytes) -> None:
-        if self.link is not None:
-            self.link.on_data(self, data)
 
     def eof_received(self) -> bool:
         if self.link is not None:
@@ -216,12 +220,7 @@ class ServerSide(_Side):
         self.link = link
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        assert self.link is not None
-        self.link.on_data(self, data)
+        self.transport = cast(asyncio.Transport, transport)
 
     def eof_received(self) -> bool:
         assert self.link is not None
@@ -313,6 +312,13 @@ class Link:
         for stream in ("upstream", "downstream"):
             if self.active(stream) and stream not in self._queues:
                 self._start_drain(stream)
+        self._update_fast_paths()
+
+    def _update_fast_paths(self) -> None:
+        for stream, source in (("upstream", self.client), ("downstream", self.server)):
+            dest = self._dest(stream).transport
+            direct = dest is not None and stream not in self._queues and not self.active(stream)
+            source.forward = dest.write if direct and dest is not None else None
 
     # -- data ---------------------------------------------------------------------------
     def on_data(self, side: _Side, data: bytes) -> None:
@@ -361,6 +367,7 @@ class Link:
         queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
         self._queues[stream] = queue
         self._drains[stream] = asyncio.get_running_loop().create_task(self._drain(stream, queue))
+        self._update_fast_paths()
         return queue
 
     async def _drain(self, stream: str, queue: asyncio.Queue[tuple[float, bytes | None]]) -> None:
@@ -390,6 +397,8 @@ class Link:
                         self._forward_eof(stream)
                     else:
                         self._write(stream, data)
+                if not self.closed:
+                    self._update_fast_paths()
 
     async def _deliver(self, stream: str, arrived: float, data: bytes, toxics: list[Toxic]) -> None:
         by_type = {t.type: t for t in toxics}
@@ -493,6 +502,7 @@ class Link:
 
     def _finish(self) -> None:
         self.closed = True
+        self.client.forward = self.server.forward = None
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
