@@ -478,6 +478,7 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
         "source": str(spec.source),
         "run_dir": str(spec.run_dir),
         "start_order": spec.start_order(),
+        "proxied_edges": [f"{client}->{server}" for client, server in spec.proxied_edges()],
         "services": services,
     }
 

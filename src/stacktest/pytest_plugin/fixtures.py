@@ -233,19 +233,14 @@ def service_log(
     return lines
 
 
-HISTORY_KEY = pytest.StashKey["History"]()
-
-
 @pytest.fixture
-def history(request: pytest.FixtureRequest, tmp_path: Any) -> History:
+def history(tmp_path: Any) -> History:
     """A Jepsen-style history of client operations, also written as JSON lines to
     ``<tmp_path>/history.jsonl``: ``with history.op("enqueue", 7): ...``. Check it with
     ``stacktest.faults.history.total_queue(history)`` and friends."""
     from stacktest.faults.history import History
 
-    recorded = History(tmp_path / "history.jsonl")
-    request.node.stash[HISTORY_KEY] = recorded
-    return recorded
+    return History(tmp_path / "history.jsonl")
 
 
 @pytest.fixture
@@ -259,8 +254,8 @@ def nemesis(
     started: list[Nemesis] = []
 
     def make(faults: list[Any], **options: Any) -> Nemesis:
-        if "history" not in options and HISTORY_KEY in request.node.stash:
-            options["history"] = request.node.stash[HISTORY_KEY]
+        if "history" not in options and "history" in request.fixturenames:
+            options["history"] = request.getfixturevalue("history")
         running = Nemesis(stack, faults, **options).start()
         started.append(running)
         return running
