@@ -246,6 +246,8 @@ class Link:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sent = {"upstream": 0, "downstream": 0}
         self._http: RequestSplitter | None = None
+        #: What the client sent before the upstream connection was there.
+        self._early: list[bytes] = []
         proxy.links.add(self)
         proxy.connections_total += 1
 
@@ -266,6 +268,9 @@ class Link:
         if self.closed:
             self.abort()
             return
+        early, self._early = self._early, []
+        for data in early:
+            self.on_data(self.client, data)
         self.toxics_changed()
         self.client.resume_reading()
 
@@ -323,6 +328,9 @@ class Link:
     # -- data ---------------------------------------------------------------------------
     def on_data(self, side: _Side, data: bytes) -> None:
         stream = "upstream" if side is self.client else "downstream"
+        if stream == "upstream" and self.server.transport is None:
+            self._early.append(data)  # the event loop may deliver data before we paused it
+            return
         queue = self._queues.get(stream)
         if queue is None:
             if not self.active(stream):
