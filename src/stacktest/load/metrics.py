@@ -1,0 +1,177 @@
+"""Recording: HDR histograms per operation and phase, two views of latency, counters, slices.
+
+Two latencies per operation, both in microseconds:
+
+- ``latency``: from the moment the iteration was *supposed* to start (its place in the
+  schedule) to the operation's end. When the system stalls, iterations queue up behind
+  the schedule and this view shows the wait, as a user would feel it (wrk2's
+  coordinated-omission correction).
+- ``service_time``: from the moment the operation was actually sent to its end: what the
+  server took, and nothing of the queue in front of it.
+
+Memory is bounded: one pair of histograms per (operation, phase), and per second only
+a small summary (count, errors, p50/p95/p99/max) once that second is over.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour
+DIGITS = 3
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+
+
+def record(hist: HdrHistogram, micros: float) -> None:
+    hist.record_value(int(min(max(micros, LOWEST_US), HIGHEST_US)))
+
+
+@dataclass
+class OpStats:
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    service: HdrHistogram = field(default_factory=new_histogram)
+    ok: int = 0
+    failed: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: OpStats) -> None:
+        self.latency.add(other.latency)
+        self.service.add(other.service)
+        self.ok += other.ok
+        self.failed += other.failed
+        for key, count in other.errors.items():
+            self.errors[key] = self.errors.get(key, 0) + count
+
+
+@dataclass
+class PhaseCounters:
+    offered: int = 0
+    started: int = 0
+    dropped: int = 0
+    completed: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: PhaseCounters) -> None:
+        self.offered += other.offered
+        self.started += other.started
+        self.dropped += other.dropped
+        self.completed += other.completed
+        self.failed += other.failed
+        self.seconds = max(self.seconds, other.seconds)
+
+
+class Recorder:
+    """Everything one generator process measured."""
+
+    def __init__(self) -> None:
+        self.ops: dict[tuple[str, str], OpStats] = {}
+        self.phases: dict[str, PhaseCounters] = {}
+        self.schedule_lag = new_histogram()
+        self.loop_lag = new_histogram()
+        self.slices: list[dict[str, Any]] = []
+        self._slice = new_histogram()
+        self._slice_errors = 0
+        self._slice_start = time.monotonic()
+        self._slice_index = 0
+        self.in_flight = 0
+
+    def op(self, name: str, phase: str) -> OpStats:
+        key = (name, phase)
+        if key not in self.ops:
+            self.ops[key] = OpStats()
+        return self.ops[key]
+
+    def phase(self, name: str) -> PhaseCounters:
+        if name not in self.phases:
+            self.phases[name] = PhaseCounters()
+        return self.phases[name]
+
+    def record_op(
+        self, name: str, phase: str, latency_us: float, service_us: float, error: str | None
+    ) -> None:
+        stats = self.op(name, phase)
+        record(stats.latency, latency_us)
+        record(stats.service, service_us)
+        record(self._slice, latency_us)
+        if error is None:
+            stats.ok += 1
+        else:
+            stats.failed += 1
+            stats.errors[error] = stats.errors.get(error, 0) + 1
+            self._slice_errors += 1
+
+    def roll_slice(self, now: float, phase: str) -> dict[str, Any] | None:
+        """Close the current one-second slice if a second has passed; return its summary."""
+        if now - self._slice_start < 1.0:
+            return None
+        hist = self._slice
+        summary = {
+            "second": self._slice_index,
+            "phase": phase,
+            "count": hist.get_total_count(),
+            "errors": self._slice_errors,
+            "in_flight": self.in_flight,
+            "p50_ms": hist.get_value_at_percentile(50) / 1000,
+            "p95_ms": hist.get_value_at_percentile(95) / 1000,
+            "p99_ms": hist.get_value_at_percentile(99) / 1000,
+            "max_ms": hist.get_max_value() / 1000,
+        }
+        self.slices.append(summary)
+        self._slice = new_histogram()
+        self._slice_errors = 0
+        self._slice_start += 1.0
+        self._slice_index += 1
+        return summary
+
+    # -- merging across worker processes ------------------------------------------------
+    def export(self) -> dict[str, Any]:
+        return {
+            "ops": {
+                f"{name}\0{phase}": {
+                    "latency": s.latency.encode().decode(),
+                    "service": s.service.encode().decode(),
+                    "ok": s.ok,
+                    "failed": s.failed,
+                    "errors": s.errors,
+                }
+                for (name, phase), s in self.ops.items()
+            },
+            "phases": {name: vars(c) for name, c in self.phases.items()},
+            "schedule_lag": self.schedule_lag.encode().decode(),
+            "loop_lag": self.loop_lag.encode().decode(),
+            "slices": self.slices,
+        }
+
+    def merge(self, data: dict[str, Any]) -> None:
+        for key, item in data["ops"].items():
+            name, phase = key.split("\0")
+            other = OpStats(ok=item["ok"], failed=item["failed"], errors=item["errors"])
+            other.latency.decode_and_add(item["latency"].encode())
+            other.service.decode_and_add(item["service"].encode())
+            self.op(name, phase).add(other)
+        for name, counters in data["phases"].items():
+            self.phase(name).add(PhaseCounters(**counters))
+        self.schedule_lag.decode_and_add(data["schedule_lag"].encode())
+        self.loop_lag.decode_and_add(data["loop_lag"].encode())
+        by_second = {(s["second"]): s for s in self.slices}
+        for s in data["slices"]:
+            mine = by_second.get(s["second"])
+            if mine is None:
+                self.slices.append(dict(s))
+                by_second[s["second"]] = self.slices[-1]
+            else:  # percentiles of a merged second: the worse of the two (a bound, not exact)
+                mine["count"] += s["count"]
+                mine["errors"] += s["errors"]
+                mine["in_flight"] += s["in_flight"]
+                for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"):
+                    mine[k] = max(mine[k], s[k])
+        self.slices.sort(key=lambda s: s["second"])
