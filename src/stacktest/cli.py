@@ -487,10 +487,11 @@ if __name__ == "__main__":
     main()
 
 
-def _register_fault_commands() -> None:
-    from stacktest.cli_faults import register
+def _register_more_commands() -> None:
+    from stacktest import cli_faults, cli_load
 
-    register(app)
+    cli_faults.register(app)
+    cli_load.register(app)
 
 
-_register_fault_commands()
+_register_more_commands()

@@ -467,6 +467,39 @@ depends_on = { cache = { proxy = true } }
     result.assert_outcomes(passed=3)
 
 
+# -- load -------------------------------------------------------------------------------------
+def test_load_fixture_runs_against_a_stack_service(project: pytest.Pytester) -> None:
+    server = Path(__file__).with_name("load_server.py")
+    (project.path / "stack.toml").write_text(
+        f"""
+[services.api]
+command = ["{PY}", "{server}", "{{port}}"]
+ready = {{ http = "/fast" }}
+"""
+    )
+    project.makepyfile(
+        test_perf="""
+        from stacktest.load import Phase
+
+        async def hit(session):
+            await session.get("/sleep", name="sleep")
+
+        def test_fast_enough(load):
+            result = load(hit, [Phase("steady", "1s", 20)],
+                          thresholds={"http_req_duration{name:sleep}": ["p(95)<500"]})
+            assert result.thresholds_ok and result.latency("sleep")["p50"] < 100
+
+        def test_too_strict(load):
+            result = load(hit, [Phase("steady", "1s", 20)],
+                          thresholds={"http_req_duration{name:sleep}": ["p(95)<1"]})
+            assert result.thresholds_ok
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*stacktest: load run 1*", "*FAIL http_req_duration{name:sleep}*"])
+
+
 # -- interrupted sessions ----------------------------------------------------------------------
 SLOW_TEST = """
 import pathlib, time

@@ -50,7 +50,11 @@ class ScenarioRef:
         return cls(path, attr)
 
     def load(self) -> Scenario:
+        from stacktest.load.scenario_file import REQUESTS, requests_scenario
+
         module = load_file(Path(self.path))
+        if self.attr == REQUESTS:
+            return requests_scenario(module.requests)
         scenario: Scenario = getattr(module, self.attr)
         return scenario
 
@@ -324,7 +328,8 @@ class LoadTest:
                 " (the CLI does this for you)"
             )
         ctx = multiprocessing.get_context("spawn")
-        slices: Any = ctx.Queue()
+        manager = ctx.Manager()  # its queue proxies can be handed to pool workers
+        slices: Any = manager.Queue()
         base_seed = self.seed if self.seed is not None else random.randrange(1 << 30)
         procs = []
         with ctx.Pool(workers) as pool:
@@ -351,13 +356,20 @@ class LoadTest:
                         on_slice(pending_slices.pop(second))
                 done = [p for p in procs if p.ready()]
                 for p in done:
-                    exported, worker_kinds, worker_aborted, cpu = p.get()
+                    try:
+                        exported, worker_kinds, worker_aborted, cpu = p.get()
+                    except Exception as exc:
+                        manager.shutdown()
+                        raise RuntimeError(
+                            f"a load worker failed: {type(exc).__name__}: {exc}"
+                        ) from exc
                     merged.merge(exported)
                     kinds.update(worker_kinds)
                     aborted = aborted or worker_aborted
                     cpus.append(cpu)
                     procs.remove(p)
                 time.sleep(0.05)
+        manager.shutdown()
         return merged, kinds, aborted, max(cpus) if cpus else 0.0
 
     def _portable(self) -> dict[str, Any]:

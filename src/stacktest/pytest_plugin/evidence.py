@@ -8,9 +8,14 @@ died during the test, the test fails even if its own assertions passed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from stacktest.pytest_plugin.session import Mark, StackSession
+
+if TYPE_CHECKING:
+    from stacktest.load.results import LoadResult
 
 MARK_KEY = pytest.StashKey[Mark]()
 
@@ -41,6 +46,11 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
         report.sections.append(("stacktest: faults undone after the test", "\n".join(healed)))
     if not report.failed:
         return
+    from stacktest.pytest_plugin.fixtures import LOAD_KEY
+
+    runs: list[LoadResult] = item.stash.get(LOAD_KEY, [])
+    for i, result in enumerate(runs):
+        report.sections.append((f"stacktest: load run {i + 1}", result.summary()))
     limit = session.settings.log_lines
     if limit == 0:
         return

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from stacktest.isolation.nats import SubjectScope
     from stacktest.isolation.postgres import PgDatabase
     from stacktest.isolation.valkey import KeyScope
+    from stacktest.load.results import LoadResult
     from stacktest.stack import Stack
 
 SESSION_KEY = pytest.StashKey[StackSession]()
@@ -263,3 +264,40 @@ def nemesis(
     yield make
     for running in started:
         running.stop()
+
+
+LOAD_KEY = pytest.StashKey[list["LoadResult"]]()
+
+
+@pytest.fixture
+def load(request: pytest.FixtureRequest, stack: Stack | AttachedStack) -> Callable[..., LoadResult]:
+    """``load(scenario, phases, service="api", thresholds={...})``: run open-model load
+    against a service of the stack; returns a LoadResult (percentiles, verdicts) to assert
+    on. A failing test's report gets each run's summary."""
+    from stacktest.load.runner import LoadTest
+
+    def run(
+        scenario: Any,
+        phases: list[Any],
+        *,
+        service: str | None = None,
+        url: str | None = None,
+        workers: int = 1,
+        **options: Any,
+    ) -> LoadResult:
+        if url is None:
+            spec = stack_session(request.config).spec
+            assert spec is not None
+            processes = [n for n, s in spec.services.items() if s.is_process]
+            if service is None and len(processes) != 1:
+                pytest.fail(
+                    f"stacktest: load(): name the service to load (services: "
+                    f"{', '.join(spec.services)})",
+                    pytrace=False,
+                )
+            url = stack[service or processes[0]].url
+        result = LoadTest(scenario, url, phases, **options).run(workers=workers)
+        request.node.stash.setdefault(LOAD_KEY, []).append(result)
+        return result
+
+    return run

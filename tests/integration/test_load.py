@@ -1,0 +1,194 @@
+"""Load against a real server with a known service time (10 ms), started as a stack service."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stacktest import Stack
+from stacktest.load import LoadTest, Phase
+from stacktest.load.runner import ScenarioRef
+from stacktest.load.session import Session
+
+pytestmark = pytest.mark.integration
+PY = sys.executable
+SERVER = Path(__file__).with_name("load_server.py")
+STACK = f"""
+[services.api]
+command = ["{PY}", "{SERVER}", "{{port}}"]
+ready = {{ http = "/fast" }}
+"""
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("load")
+    (directory / "stack.toml").write_text(STACK)
+    with Stack.from_file(directory / "stack.toml") as stack:
+        yield stack["api"].url
+
+
+async def sleep_10ms(session: Session) -> None:
+    await session.get("/sleep", name="sleep")
+
+
+def test_p50_matches_the_known_service_time(api: str) -> None:
+    result = LoadTest(sleep_10ms, api, [Phase("steady", "3s", 50)]).run()
+    assert result.phases["steady"]["offered"] == 150
+    assert result.phases["steady"]["completed"] == 150
+    assert abs(result.service_time("sleep")["p50"] - 10) <= 1, result.service_time("sleep")
+    assert abs(result.latency("sleep")["p50"] - 10) <= 1, result.latency("sleep")
+    assert result.valid, result.invalid_reasons
+
+
+def test_a_stall_shows_in_the_corrected_p99_and_not_in_service_time(api: str) -> None:
+    """The wrk2 demonstration: 5 connections work through a 100/s schedule; the server
+    stalls for 1 s. Only the few requests in flight see the stall as service time; the
+    ~100 that should have started during it wait for a connection, and the corrected
+    latency (from the intended start) counts that wait."""
+
+    def stall() -> None:
+        time.sleep(3)
+        httpx.post(api + "/stall?ms=1000", timeout=5)
+
+    staller = threading.Thread(target=stall)
+    staller.start()
+    result = LoadTest(sleep_10ms, api, [Phase("steady", "8s", 100)], connections=5).run()
+    staller.join()
+    corrected, service = result.latency("sleep"), result.service_time("sleep")
+    assert corrected["p99"] > 500, corrected
+    assert service["p99"] < 50, service
+    assert service["max"] > 900  # the requests caught in flight did see it
+    assert result.phases["steady"]["dropped"] == 0
+
+
+def test_arrivals_beyond_max_in_flight_are_dropped_and_counted(api: str) -> None:
+    async def slow(session: Session) -> None:
+        await session.get("/sleep", name="sleep")
+
+    def stall() -> None:
+        time.sleep(0.5)
+        httpx.post(api + "/stall?ms=1000", timeout=5)
+
+    staller = threading.Thread(target=stall)
+    staller.start()
+    result = LoadTest(slow, api, [Phase("steady", "2s", 50)], max_in_flight=5).run()
+    staller.join()
+    phase = result.phases["steady"]
+    assert phase["dropped"] > 20  # the stall filled the 5 slots: arrivals were not delayed
+    assert phase["started"] + phase["dropped"] == phase["offered"] == 100
+
+
+def test_thresholds_breach_exits_99_and_abort_on_fail_stops_early(api: str) -> None:
+    passing = LoadTest(
+        sleep_10ms, api, [Phase("steady", "1s", 20)],
+        thresholds={"http_req_duration{name:sleep}": ["p(95)<200"], "errors": ["rate<0.01"]},
+    ).run()  # fmt: skip
+    assert passing.exit_code == 0 and passing.thresholds_ok
+
+    breached = LoadTest(
+        sleep_10ms, api, [Phase("steady", "1s", 20)],
+        thresholds={"http_req_duration": ["p(95)<5"]},
+    ).run()  # fmt: skip
+    assert breached.exit_code == 99
+    (verdict,) = breached.thresholds
+    assert not verdict.ok and verdict.measured is not None and verdict.measured > 5
+    assert "FAIL http_req_duration: p(95) =" in breached.summary()
+
+    began = time.monotonic()
+    aborted = LoadTest(
+        sleep_10ms, api, [Phase("steady", "20s", 20)],
+        thresholds={"http_req_duration": [{"threshold": "p(95)<5", "abortOnFail": True}]},
+    ).run()  # fmt: skip
+    assert aborted.aborted and aborted.exit_code == 99
+    assert time.monotonic() - began < 10
+
+
+def test_errors_are_counted_per_operation(api: str) -> None:
+    async def flow(session: Session) -> None:
+        await session.get("/fast", name="ok")
+        await session.post("/nothing-here", json={}, name="missing")  # 404 -> failure
+
+    result = LoadTest(flow, api, [Phase("steady", "1s", 20)]).run()
+    assert result.operations["ok"]["all"]["failed"] == 0
+    missing = result.operations["missing"]["all"]
+    assert missing["failed"] == missing["count"] == 20
+    assert missing["errors"] == {"HTTP 404": 20}
+    assert result.phases["steady"]["failed"] == 20  # the iteration failed at its second step
+
+
+def test_closed_model_and_timed_operations(api: str) -> None:
+    async def flow(session: Session) -> None:
+        async with session.timed("two calls"):
+            await session.get("/fast", name="fast")
+            await session.get("/fast", name="fast")
+
+    result = LoadTest(flow, api, [Phase("users", "1s", vus=3, think_time="50ms")]).run()
+    timed = result.operations["two calls"]["all"]
+    assert timed["count"] > 20 and timed["failed"] == 0
+    assert result.operations["fast"]["all"]["count"] == 2 * timed["count"]
+
+
+def test_results_files(api: str, tmp_path: Path) -> None:
+    result = LoadTest(sleep_10ms, api, [Phase("a", "1s", 10), Phase("b", "1s", 20)]).run()
+    result.write(tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert set(data["phases"]) == {"a", "b"}
+    assert data["operations"]["sleep"]["phases"]["b"]["count"] == 20
+    assert "coordinated omission" in data["notes"]["latency_ms"]
+    assert (tmp_path / "operations.csv").read_text().startswith("operation,phase,count")
+    assert len((tmp_path / "slices.csv").read_text().splitlines()) >= 2
+
+
+def test_two_worker_processes_merge_their_histograms(api: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "scenario.py"
+    scenario.write_text(
+        "async def hit(session):\n    await session.get('/sleep', name='sleep')\n"
+    )
+    result = LoadTest(
+        ScenarioRef(str(scenario), "hit"), api, [Phase("steady", "2s", 40)]
+    ).run(workers=2)
+    assert result.workers == 2
+    assert result.phases["steady"]["offered"] == 80
+    assert result.operations["sleep"]["all"]["count"] == 80
+    assert abs(result.service_time("sleep")["p50"] - 10) <= 1
+
+
+def test_cli_runs_a_scenario_file_against_the_stack(tmp_path: Path) -> None:
+    (tmp_path / "stack.toml").write_text(STACK)
+    (tmp_path / "scenario.py").write_text(
+        "from stacktest.load import Phase\n"
+        "service = 'api'\n"
+        "phases = [Phase('warm', '1s', 10), Phase('peak', '1s', 30)]\n"
+        "thresholds = {'http_req_duration{name:sleep}': ['p(95)<500'], 'errors': ['rate<0.01']}\n"
+        "async def scenario(session):\n"
+        "    await session.get('/sleep', name='sleep')\n"
+    )
+    result = subprocess.run(
+        [PY, "-m", "stacktest", "load", "scenario.py", "--workers", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "peak" in result.stdout and "ok   http_req_duration{name:sleep}" in result.stdout
+    (results_dir,) = (tmp_path / ".stacktest" / "load").iterdir()
+    data = json.loads((results_dir / "results.json").read_text())
+    assert data["phases"]["peak"]["offered"] == 30
+
+    strict = tmp_path / "strict.py"
+    strict.write_text(
+        (tmp_path / "scenario.py").read_text().replace("p(95)<500", "p(95)<1")
+    )
+    breached = subprocess.run(
+        [PY, "-m", "stacktest", "load", "strict.py", "--phase", "only:1s:10"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert breached.returncode == 99, breached.stdout + breached.stderr
+    assert "FAIL http_req_duration{name:sleep}" in breached.stdout

@@ -1,0 +1,106 @@
+"""Phases, arrival schedules and thresholds: pure logic."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from stacktest.load.metrics import Recorder
+from stacktest.load.phases import Phase, parse_phases
+from stacktest.load.thresholds import ThresholdError, evaluate, parse
+
+
+def test_uniform_arrivals_are_evenly_spaced() -> None:
+    times = list(Phase("steady", "1s", 4).arrivals())
+    assert times == pytest.approx([0.125, 0.375, 0.625, 0.875])
+
+
+def test_a_ramp_offers_the_area_under_the_rate_and_speeds_up() -> None:
+    phase = Phase("ramp", "10s", 10, ramp_to=50)
+    times = list(phase.arrivals())
+    assert len(times) == 300 == phase.expected_arrivals()
+    first_gap, last_gap = times[1] - times[0], times[-1] - times[-2]
+    assert first_gap == pytest.approx(1 / 10, rel=0.1)
+    assert last_gap == pytest.approx(1 / 50, rel=0.1)
+    assert all(0 <= t < 10 for t in times)
+
+
+def test_poisson_arrivals_average_the_rate() -> None:
+    times = list(Phase("p", "100s", 20).arrivals(poisson=True, rng=random.Random(7)))
+    assert len(times) == pytest.approx(2000, rel=0.05)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert max(gaps) > 3 * (1 / 20)  # exponential gaps: some long ones
+
+
+def test_pause_and_closed_phases_have_no_arrivals() -> None:
+    assert list(Phase("rest", "2s", pause=True).arrivals()) == []
+    assert list(Phase("users", "2s", vus=5).arrivals()) == []
+
+
+def test_phases_from_data_and_bad_phases() -> None:
+    phases = parse_phases([{"name": "warm", "duration": "5s", "arrival_rate": 5, "ramp_to": 20}])
+    assert phases[0].ramp_to == 20 and phases[0].duration == 5
+    with pytest.raises(ValueError, match="unknown key"):
+        parse_phases([{"duration": "5s", "rate": 5}])
+    with pytest.raises(ValueError, match="duration must be positive"):
+        Phase("x", 0, 5)
+
+
+def recorder_with(latencies_ms: list[float], failures: int = 0) -> Recorder:
+    recorder = Recorder()
+    for ms in latencies_ms:
+        recorder.record_op("create", "peak", ms * 1000, ms * 1000 / 2, None)
+    for _ in range(failures):
+        recorder.record_op("create", "peak", 1000, 1000, "HTTP 503")
+    counters = recorder.phase("peak")
+    counters.offered, counters.dropped = 100, 3
+    return recorder
+
+
+def test_k6_thresholds_are_measured_and_judged() -> None:
+    recorder = recorder_with([float(n) for n in range(1, 101)], failures=2)
+    kinds = {"create": "http"}
+    thresholds = parse(
+        {
+            "http_req_duration{name:create}": ["p(95)<200", "p(99)<50", "avg<60", "max<=101"],
+            "service_time{phase:peak}": ["med<30"],
+            "errors": ["rate<0.01", "count<=2"],
+            "dropped": ["count==0", "rate<0.05"],
+        }
+    )
+    verdicts = {f"{v.threshold.key} {v.threshold.source}": v for v in evaluate(recorder, kinds, thresholds, 10)}
+    assert verdicts["http_req_duration{name:create} p(95)<200"].ok
+    assert not verdicts["http_req_duration{name:create} p(99)<50"].ok
+    assert verdicts["http_req_duration{name:create} p(99)<50"].measured == pytest.approx(99, abs=1)
+    assert verdicts["service_time{phase:peak} med<30"].ok  # service times are half
+    assert not verdicts["errors rate<0.01"].ok  # 2 of 102
+    assert verdicts["errors count<=2"].ok
+    assert not verdicts["dropped count==0"].ok
+    assert verdicts["dropped rate<0.05"].ok
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ({"http_req_durations": ["p(95)<1"]}, "unknown metric"),
+        ({"http_req_duration": ["p95<1"]}, "cannot read 'p95<1'"),
+        ({"http_req_duration{route:x}": ["p(95)<1"]}, "tags are name"),
+        ({"errors": ["p(95)<1"]}, "takes count or rate"),
+        ({"http_req_duration": ["rate<1"]}, "has no rate"),
+    ],
+)
+def test_bad_thresholds_say_what_is_wrong(spec: dict, needle: str) -> None:
+    with pytest.raises(ThresholdError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        parse(spec)
+
+
+def test_recorders_merge_across_processes() -> None:
+    a, b = recorder_with([10.0] * 50), recorder_with([30.0] * 50)
+    a.merge(b.export())
+    stats = a.ops[("create", "peak")]
+    assert stats.ok == 100
+    assert stats.latency.get_value_at_percentile(25) / 1000 == pytest.approx(10, rel=0.01)
+    assert stats.latency.get_value_at_percentile(75) / 1000 == pytest.approx(30, rel=0.01)
+    assert a.phase("peak").offered == 200
