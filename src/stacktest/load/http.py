@@ -154,8 +154,8 @@ class Client:
         payload = head.encode("latin-1") + b"\r\n" + body
         try:
             retry = method.upper() in ("GET", "HEAD", "OPTIONS")
-            exchange = self._exchange(payload, method.upper() == "HEAD", retry)
-            return await asyncio.wait_for(exchange, self.timeout)
+            async with asyncio.timeout(self.timeout):  # no extra task, unlike wait_for
+                return await self._exchange(payload, method.upper() == "HEAD", retry)
         except TimeoutError:
             raise HTTPError(f"no response within {self.timeout:g}s") from None
         except OSError as exc:

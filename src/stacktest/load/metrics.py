@@ -16,6 +16,7 @@ a small summary (count, errors, p50/p95/p99/max) once that second is over.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,19 @@ def record(hist: HdrHistogram, micros: float) -> None:
     hist.record_value(int(min(max(micros, LOWEST_US), HIGHEST_US)))
 
 
+def _clamp(micros: float) -> int:
+    return int(min(max(micros, LOWEST_US), HIGHEST_US))
+
+
+def record_batch(hist: HdrHistogram, values: list[int]) -> None:
+    """Add buffered values grouped by value: the histogram's own recording is Python,
+    and called once per value it would cost more than the request being measured."""
+    if values:
+        for value, count in Counter(values).items():
+            hist.record_value(value, count)
+        values.clear()
+
+
 @dataclass
 class OpStats:
     latency: HdrHistogram = field(default_factory=new_histogram)
@@ -41,6 +55,12 @@ class OpStats:
     ok: int = 0
     failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    pending_latency: list[int] = field(default_factory=list)
+    pending_service: list[int] = field(default_factory=list)
+
+    def flush(self) -> None:
+        record_batch(self.latency, self.pending_latency)
+        record_batch(self.service, self.pending_service)
 
     def add(self, other: OpStats) -> None:
         self.latency.add(other.latency)
@@ -78,8 +98,9 @@ class Recorder:
         self.schedule_lag = new_histogram()
         self.loop_lag = new_histogram()
         self.slices: list[dict[str, Any]] = []
-        self._slice = new_histogram()
+        self._slice: list[int] = []  # this second's corrected latencies (µs)
         self._slice_errors = 0
+        self._schedule_buf: list[int] = []
         self._slice_start = time.monotonic()
         self._slice_index = 0
         self.in_flight = 0
@@ -90,6 +111,15 @@ class Recorder:
             self.ops[key] = OpStats()
         return self.ops[key]
 
+    def note_schedule_lag(self, micros: float) -> None:
+        self._schedule_buf.append(_clamp(micros))
+
+    def flush(self) -> None:
+        """Move buffered values into the histograms (done each second and at the end)."""
+        for stats in self.ops.values():
+            stats.flush()
+        record_batch(self.schedule_lag, self._schedule_buf)
+
     def phase(self, name: str) -> PhaseCounters:
         if name not in self.phases:
             self.phases[name] = PhaseCounters()
@@ -99,9 +129,10 @@ class Recorder:
         self, name: str, phase: str, latency_us: float, service_us: float, error: str | None
     ) -> None:
         stats = self.op(name, phase)
-        record(stats.latency, latency_us)
-        record(stats.service, service_us)
-        record(self._slice, latency_us)
+        latency = _clamp(latency_us)
+        stats.pending_latency.append(latency)
+        stats.pending_service.append(_clamp(service_us))
+        self._slice.append(latency)
         if error is None:
             stats.ok += 1
         else:
@@ -113,20 +144,25 @@ class Recorder:
         """Close the current one-second slice if a second has passed; return its summary."""
         if now - self._slice_start < 1.0:
             return None
-        hist = self._slice
+        self.flush()
+        values = sorted(self._slice)
+
+        def at(q: float) -> float:
+            return values[min(len(values) - 1, int(q * len(values)))] / 1000 if values else 0.0
+
         summary = {
             "second": self._slice_index,
             "phase": phase,
-            "count": hist.get_total_count(),
+            "count": len(values),
             "errors": self._slice_errors,
             "in_flight": self.in_flight,
-            "p50_ms": hist.get_value_at_percentile(50) / 1000,
-            "p95_ms": hist.get_value_at_percentile(95) / 1000,
-            "p99_ms": hist.get_value_at_percentile(99) / 1000,
-            "max_ms": hist.get_max_value() / 1000,
+            "p50_ms": at(0.50),
+            "p95_ms": at(0.95),
+            "p99_ms": at(0.99),
+            "max_ms": values[-1] / 1000 if values else 0.0,
         }
         self.slices.append(summary)
-        self._slice = new_histogram()
+        self._slice = []
         self._slice_errors = 0
         self._slice_start += 1.0
         self._slice_index += 1
@@ -134,6 +170,7 @@ class Recorder:
 
     # -- merging across worker processes ------------------------------------------------
     def export(self) -> dict[str, Any]:
+        self.flush()
         return {
             "ops": {
                 f"{name}\0{phase}": {

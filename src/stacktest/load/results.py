@@ -62,6 +62,7 @@ class LoadResult:
         aborted: bool,
         started_at: float,
     ) -> LoadResult:
+        recorder.flush()
         operations: dict[str, dict[str, Any]] = {}
         names = sorted({name for name, _ in recorder.ops})
         for name in names:

@@ -181,6 +181,7 @@ def measure(
 def evaluate(
     recorder: Recorder, kinds: dict[str, str], thresholds: list[Threshold], seconds: float
 ) -> list[Verdict]:
+    recorder.flush()
     verdicts = []
     for t in thresholds:
         value = measure(recorder, kinds, t, seconds)
