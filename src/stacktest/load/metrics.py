@@ -189,6 +189,7 @@ class Recorder:
         }
 
     def merge(self, data: dict[str, Any]) -> None:
+        self.flush()
         for key, item in data["ops"].items():
             name, phase = key.split("\0")
             other = OpStats(ok=item["ok"], failed=item["failed"], errors=item["errors"])
