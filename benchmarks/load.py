@@ -12,7 +12,7 @@ are requests per second per core of the generator:
 Then the accuracy check: stacktest's open model at a constant 2,000 requests/s for 10 s:
 achieved rate against offered, and the schedule lag p99.
 
-Run: ``.venv/bin/python benchmarks/load.py [--seconds 5]`` (Locust: ``pip install locust``).
+Run: ``.venv/bin/python benchmarks/load.py [--seconds 5]`` (Locust: ``pip install -e .[bench]``).
 """
 
 from __future__ import annotations
