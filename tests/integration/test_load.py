@@ -192,3 +192,35 @@ def test_cli_runs_a_scenario_file_against_the_stack(tmp_path: Path) -> None:
     )  # fmt: skip
     assert breached.returncode == 99, breached.stdout + breached.stderr
     assert "FAIL http_req_duration{name:sleep}" in breached.stdout
+
+
+def test_cli_baselines_and_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "stack.toml").write_text(STACK)
+    (tmp_path / "scenario.py").write_text(
+        "from stacktest.load import Phase\n"
+        "phases = [Phase('steady', '1s', 20)]\n"
+        "requests = [{'method': 'GET', 'path': '/sleep', 'name': 'sleep', 'expect': 200}]\n"
+    )
+
+    def st(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PY, "-m", "stacktest", "load", *args], cwd=tmp_path, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+
+    saved = st("scenario.py", "--workers", "1", "--save-baseline", "base.json")
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    compared = st("scenario.py", "--workers", "1", "--baseline", "base.json", "--tolerance", "p95=500%")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "load vs baseline: no regression" in compared.stdout
+    assert "| sleep | p95 |" in compared.stdout
+
+    missing = st("nope.py")
+    assert missing.returncode == 2 and "no scenario file at" in missing.stderr
+    bad_phase = st("scenario.py", "--phase", "peak:10s")
+    assert bad_phase.returncode == 2 and "NAME:DURATION:RATE" in bad_phase.stderr
+    no_baseline = st("scenario.py", "--baseline", "absent.json")
+    assert no_baseline.returncode == 2 and "no baseline at absent.json" in no_baseline.stderr
+    (tmp_path / "broken.py").write_text("thresholds = {'latncy': ['p(95)<1']}\nrequests = [{'path': '/'}]\n")
+    broken = st("broken.py")
+    assert broken.returncode == 2 and "unknown metric" in broken.stderr

@@ -104,3 +104,34 @@ def test_recorders_merge_across_processes() -> None:
     assert stats.latency.get_value_at_percentile(25) / 1000 == pytest.approx(10, rel=0.01)
     assert stats.latency.get_value_at_percentile(75) / 1000 == pytest.approx(30, rel=0.01)
     assert a.phase("peak").offered == 200
+
+
+def fake_results(p95: float, error_rate: float, name: str = "create") -> dict:
+    stats = {"latency_ms": {"p50": p95 / 2, "p95": p95, "p99": p95 * 1.5}, "error_rate": error_rate}
+    return {"operations": {name: {"all": stats}}}
+
+
+def test_baseline_comparison_flags_regressions_and_prints_markdown() -> None:
+    from stacktest.load.baseline import compare, parse_tolerances
+
+    tolerances = parse_tolerances(["p95=10%", "error_rate=0.01"])
+    same = compare(fake_results(100, 0.0), fake_results(100, 0.0), tolerances)
+    assert same.ok
+    slower = compare(fake_results(115, 0.0), fake_results(100, 0.0), tolerances)
+    assert not slower.ok
+    regressed = {(r.metric, r.regressed) for r in slower.rows}
+    assert ("p95", True) in regressed and ("p99", False) in regressed  # p99 may grow 20%
+    assert "| create | p95 | 100.00 ms | 115.00 ms | +15.0% | +10% | **regressed** |" in slower.markdown()
+    errors = compare(fake_results(100, 0.05), fake_results(100, 0.0), tolerances)
+    assert not errors.ok and "REGRESSION" in errors.markdown()
+    renamed = compare(fake_results(100, 0.0, "new"), fake_results(100, 0.0, "old"), tolerances)
+    assert renamed.missing == ["old"] and renamed.added == ["new"] and renamed.ok
+
+
+def test_bad_tolerances_are_refused() -> None:
+    from stacktest.load.baseline import parse_tolerances
+
+    with pytest.raises(ValueError, match="METRIC=VALUE"):
+        parse_tolerances(["p96=10%"])
+    with pytest.raises(ValueError, match="not a number"):
+        parse_tolerances(["p95=lots"])
