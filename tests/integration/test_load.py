@@ -40,6 +40,18 @@ async def sleep_10ms(session: Session) -> None:
     await session.get("/sleep", name="sleep")
 
 
+def stall_later(api: str, after: float, ms: int = 1000) -> threading.Thread:
+    """Make the server stall for ``ms`` milliseconds, ``after`` seconds from now."""
+
+    def stall() -> None:
+        time.sleep(after)
+        httpx.post(f"{api}/stall?ms={ms}", timeout=5)
+
+    thread = threading.Thread(target=stall)
+    thread.start()
+    return thread
+
+
 def test_p50_matches_the_known_service_time(api: str) -> None:
     result = LoadTest(sleep_10ms, api, [Phase("steady", "3s", 50)]).run()
     assert result.phases["steady"]["offered"] == 150
@@ -55,12 +67,7 @@ def test_a_stall_shows_in_the_corrected_p99_and_not_in_service_time(api: str) ->
     ~100 that should have started during it wait for a connection, and the corrected
     latency (from the intended start) counts that wait."""
 
-    def stall() -> None:
-        time.sleep(3)
-        httpx.post(api + "/stall?ms=1000", timeout=5)
-
-    staller = threading.Thread(target=stall)
-    staller.start()
+    staller = stall_later(api, 3)
     result = LoadTest(sleep_10ms, api, [Phase("steady", "8s", 100)], connections=5).run()
     staller.join()
     corrected, service = result.latency("sleep"), result.service_time("sleep")
@@ -74,12 +81,7 @@ def test_arrivals_beyond_max_in_flight_are_dropped_and_counted(api: str) -> None
     async def slow(session: Session) -> None:
         await session.get("/sleep", name="sleep")
 
-    def stall() -> None:
-        time.sleep(0.5)
-        httpx.post(api + "/stall?ms=1000", timeout=5)
-
-    staller = threading.Thread(target=stall)
-    staller.start()
+    staller = stall_later(api, 0.5)
     result = LoadTest(slow, api, [Phase("steady", "2s", 50)], max_in_flight=5).run()
     staller.join()
     phase = result.phases["steady"]

@@ -163,6 +163,15 @@ class _Side(asyncio.Protocol):
         elif self.link is not None:
             self.link.on_data(self, data)
 
+    def eof_received(self) -> bool:
+        if self.link is not None:
+            self.link.on_eof(self)
+        return True  # keep the other half open: the link decides when to close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.link is not None:
+            self.link.on_lost(self)
+
     def pause_writing(self) -> None:
         if self.link is not None:
             self.link.peer_of(self).pause_reading()
@@ -200,15 +209,6 @@ class ClientSide(_Side):
         self.link = Link(self.proxy, self)
         self.link.connect()
 
-    def eof_received(self) -> bool:
-        if self.link is not None:
-            self.link.on_eof(self)
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.link is not None:
-            self.link.on_lost(self)
-
 
 class ServerSide(_Side):
     """The proxy's connection to the upstream server; its data flows downstream."""
@@ -221,15 +221,6 @@ class ServerSide(_Side):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-
-    def eof_received(self) -> bool:
-        assert self.link is not None
-        self.link.on_eof(self)
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        assert self.link is not None
-        self.link.on_lost(self)
 
 
 class Link:
