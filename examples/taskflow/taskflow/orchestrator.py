@@ -90,12 +90,15 @@ async def watch_bus() -> None:
             state.bus.success()
         else:
             state.bus.failure()
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.1)
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    state.pool = AsyncConnectionPool(config.database_url(), min_size=2, max_size=16, open=False)
+    state.pool = AsyncConnectionPool(
+        config.database_url(), min_size=2, max_size=16, open=False,
+        check=AsyncConnectionPool.check_connection,  # a restarted database: no dead connections
+    )  # fmt: skip
     await state.pool.open(wait=True, timeout=15)
     state.nc = await bus.connect("orchestrator")
     state.js = state.nc.jetstream()
@@ -303,6 +306,7 @@ async def health(request: Request) -> Response:
         try:
             await state.nc.flush(timeout=0.5)
             checks["nats"] = "ok"
+            state.bus.success()
         except Exception as exc:
             checks["nats"] = f"failing: {type(exc).__name__}"
     else:

@@ -1,0 +1,217 @@
+"""The taskflow client library: ``OrchestrationClient`` (sync) and ``AsyncOrchestrationClient``.
+
+    with OrchestrationClient("http://127.0.0.1:8080") as client:
+        created = client.create_task("billing", "linear_workflow", {"even_number": 6})
+        task = client.wait_for_completion(created.task_uuid, timeout=10)
+        assert task.status == "complete" and task.result == 69
+
+Errors from the API raise ``TaskflowError`` with the status code and the API's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+
+class TaskflowError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        self.status = status
+        self.body = body
+        message = body.get("error") if isinstance(body, dict) else str(body)
+        super().__init__(f"HTTP {status}: {message}")
+
+
+class TaskNotFinished(TimeoutError):
+    """wait_for_completion timed out; ``.task`` is the last state seen."""
+
+    def __init__(self, task: Task, timeout: float) -> None:
+        self.task = task
+        super().__init__(
+            f"task {task.task_uuid} is still {task.status} after {timeout:g}s "
+            f"({task.completion_percentage:g}% of steps complete)"
+        )
+
+
+@dataclass(frozen=True)
+class Created:
+    task_uuid: str
+    status: str
+
+
+@dataclass(frozen=True)
+class StepState:
+    name: str
+    state: str
+    attempts: int
+    result: Any = None
+    error: str | None = None
+    worker: str | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    task_uuid: str
+    namespace: str
+    name: str
+    status: str
+    context: dict[str, Any]
+    result: Any
+    error: str | None
+    completion_percentage: float
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+    steps: list[StepState] = field(default_factory=list)
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("complete", "error")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Task:
+        steps = [
+            StepState(s["name"], s["state"], s["attempts"], s.get("result"), s.get("error"),
+                      s.get("worker"))
+            for s in data.get("steps", [])
+        ]  # fmt: skip
+        return cls(
+            data["task_uuid"], data["namespace"], data["name"], data["status"], data["context"],
+            data.get("result"), data.get("error"), data["completion_percentage"],
+            data["created_at"], data["updated_at"], data.get("completed_at"), steps,
+            data.get("transitions", []),
+        )  # fmt: skip
+
+
+def _check(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    if response.status_code >= 400:
+        raise TaskflowError(response.status_code, body)
+    return body
+
+
+class OrchestrationClient:
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def __enter__(self) -> OrchestrationClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def create_task(self, namespace: str, name: str, context: dict[str, Any] | None = None) -> Created:
+        body = _check(
+            self._http.post("/v1/tasks", json={"namespace": namespace, "name": name, "context": context or {}})
+        )
+        return Created(body["task_uuid"], body["status"])
+
+    def get_task(self, task_uuid: str) -> Task:
+        return Task.from_json(_check(self._http.get(f"/v1/tasks/{task_uuid}")))
+
+    def list_tasks(
+        self, namespace: str | None = None, status: str | None = None, limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        params = {k: v for k, v in {"namespace": namespace, "status": status, "limit": limit,
+                                     "cursor": cursor}.items() if v is not None}  # fmt: skip
+        page: dict[str, Any] = _check(self._http.get("/v1/tasks", params=params))
+        return page
+
+    def all_tasks(self, namespace: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Every task, following the cursor."""
+        tasks, cursor = [], None
+        while True:
+            page = self.list_tasks(namespace, status, limit=500, cursor=cursor)
+            tasks += page["tasks"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return tasks
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        return list(_check(self._http.get("/v1/namespaces"))["namespaces"])
+
+    def workers(self) -> list[dict[str, Any]]:
+        return list(_check(self._http.get("/v1/workers"))["workers"])
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        response = self._http.get("/health")
+        return response.status_code, response.json()
+
+    def wait_for_completion(self, task_uuid: str, timeout: float = 30.0, interval: float = 0.05) -> Task:
+        """Poll until the task is complete or error. A 503 or an unreachable orchestrator
+        (it restarts, a dependency blips) is waited out until the deadline."""
+        deadline = time.monotonic() + timeout
+        task = None
+        while True:
+            try:
+                task = self.get_task(task_uuid)
+                if task.finished:
+                    return task
+            except (TaskflowError, httpx.TransportError) as exc:
+                if isinstance(exc, TaskflowError) and exc.status != 503:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                assert task is not None
+                raise TaskNotFinished(task, timeout)
+            time.sleep(interval)
+
+
+class AsyncOrchestrationClient:
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+
+    async def __aenter__(self) -> AsyncOrchestrationClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def create_task(self, namespace: str, name: str, context: dict[str, Any] | None = None) -> Created:
+        body = _check(
+            await self._http.post(
+                "/v1/tasks", json={"namespace": namespace, "name": name, "context": context or {}}
+            )
+        )
+        return Created(body["task_uuid"], body["status"])
+
+    async def get_task(self, task_uuid: str) -> Task:
+        return Task.from_json(_check(await self._http.get(f"/v1/tasks/{task_uuid}")))
+
+    async def wait_for_completion(
+        self, task_uuid: str, timeout: float = 30.0, interval: float = 0.05
+    ) -> Task:
+        deadline = time.monotonic() + timeout
+        task = None
+        while True:
+            try:
+                task = await self.get_task(task_uuid)
+                if task.finished:
+                    return task
+            except (TaskflowError, httpx.TransportError) as exc:
+                if isinstance(exc, TaskflowError) and exc.status != 503:
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                assert task is not None
+                raise TaskNotFinished(task, timeout)
+            await asyncio.sleep(interval)
