@@ -73,11 +73,12 @@ class OutboxRelay:
     async def run(self) -> None:
         while not self._stop.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    config.database_url(), autocommit=True
-                ) as listener, await psycopg.AsyncConnection.connect(
-                    config.database_url()
-                ) as conn:
+                async with (
+                    await psycopg.AsyncConnection.connect(
+                        config.database_url(), autocommit=True
+                    ) as listener,
+                    await psycopg.AsyncConnection.connect(config.database_url()) as conn,
+                ):
                     await listener.execute("LISTEN taskflow_outbox")
                     while not self._stop.is_set():
                         moved = await self._publish_batch(conn)
@@ -96,14 +97,17 @@ class OutboxRelay:
         async with conn.transaction():
             rows = await (
                 await conn.execute(
-                    "SELECT id, subject, payload FROM outbox WHERE available_at <= clock_timestamp()"
+                    "SELECT id, subject, payload FROM outbox"
+                    " WHERE available_at <= clock_timestamp()"
                     " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
                     (self.batch,),
                 )
             ).fetchall()
             for row_id, subject, payload in rows:
                 await self.js.publish(
-                    subject, json.dumps(payload).encode(), headers={"Nats-Msg-Id": f"outbox-{row_id}"},
+                    subject,
+                    json.dumps(payload).encode(),
+                    headers={"Nats-Msg-Id": f"outbox-{row_id}"},
                     timeout=2,
                 )  # fmt: skip
             if rows:

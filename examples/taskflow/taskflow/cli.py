@@ -1,4 +1,5 @@
-"""The taskflow CLI: ``taskflow task create|get|list``, ``worker list|status``, ``system health|info``.
+"""The taskflow CLI: ``taskflow task create|get|list``, ``taskflow worker list|status``,
+``taskflow system health|info``.
 
 The orchestrator's URL comes from ``--url``, then ``TASKFLOW_URL``, then ``url = "..."`` in
 ``~/.config/taskflow/config.toml`` (or the file ``TASKFLOW_CONFIG`` names).
@@ -49,7 +50,7 @@ def resolve_url(url: str | None) -> str:
             fail(f"{path}: not valid TOML: {exc}")
         if isinstance(data.get("url"), str):
             return str(data["url"])
-        fail(f"{path}: has no `url = \"http://...\"`")
+        fail(f'{path}: has no `url = "http://..."`')
     fail("no orchestrator URL: pass --url, set TASKFLOW_URL, or write url = \"...\" in "
          f"{path}")  # fmt: skip
 
@@ -73,7 +74,9 @@ def call(fn: Any) -> Any:
     try:
         return fn()
     except TaskflowError as exc:
-        fail(str(exc) + (f"\n{json.dumps(exc.body, indent=2)}" if isinstance(exc.body, dict) else ""))
+        fail(
+            str(exc) + (f"\n{json.dumps(exc.body, indent=2)}" if isinstance(exc.body, dict) else "")
+        )
     except TaskNotFinished as exc:
         fail(str(exc), 3)
     except httpx.HTTPError as exc:

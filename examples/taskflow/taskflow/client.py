@@ -112,9 +112,13 @@ class OrchestrationClient:
     def close(self) -> None:
         self._http.close()
 
-    def create_task(self, namespace: str, name: str, context: dict[str, Any] | None = None) -> Created:
+    def create_task(
+        self, namespace: str, name: str, context: dict[str, Any] | None = None
+    ) -> Created:
         body = _check(
-            self._http.post("/v1/tasks", json={"namespace": namespace, "name": name, "context": context or {}})
+            self._http.post(
+                "/v1/tasks", json={"namespace": namespace, "name": name, "context": context or {}}
+            )
         )
         return Created(body["task_uuid"], body["status"])
 
@@ -130,7 +134,9 @@ class OrchestrationClient:
         page: dict[str, Any] = _check(self._http.get("/v1/tasks", params=params))
         return page
 
-    def all_tasks(self, namespace: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    def all_tasks(
+        self, namespace: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
         """Every task, following the cursor."""
         tasks, cursor = [], None
         while True:
@@ -150,7 +156,9 @@ class OrchestrationClient:
         response = self._http.get("/health")
         return response.status_code, response.json()
 
-    def wait_for_completion(self, task_uuid: str, timeout: float = 30.0, interval: float = 0.05) -> Task:
+    def wait_for_completion(
+        self, task_uuid: str, timeout: float = 30.0, interval: float = 0.05
+    ) -> Task:
         """Poll until the task is complete or error. A 503 or an unreachable orchestrator
         (it restarts, a dependency blips) is waited out until the deadline."""
         deadline = time.monotonic() + timeout
@@ -185,7 +193,9 @@ class AsyncOrchestrationClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def create_task(self, namespace: str, name: str, context: dict[str, Any] | None = None) -> Created:
+    async def create_task(
+        self, namespace: str, name: str, context: dict[str, Any] | None = None
+    ) -> Created:
         body = _check(
             await self._http.post(
                 "/v1/tasks", json={"namespace": namespace, "name": name, "context": context or {}}

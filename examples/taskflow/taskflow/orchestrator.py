@@ -1,13 +1,13 @@
 """The orchestrator: the HTTP API (Starlette), circuit breakers, and an outbox relay.
 
-    POST /v1/tasks                  {namespace, name, context} -> 201 {task_uuid, status}
-    GET  /v1/tasks/{uuid}           status, steps (state, result), completion_percentage, times
-    GET  /v1/tasks?namespace=&status=&limit=&cursor=
-    GET  /v1/namespaces             counts per namespace, with the reducer's aggregates
-    GET  /v1/workers                from the workers' heartbeats
-    GET  /health                    Postgres and NATS; 503 naming the failing one
-    GET  /metrics                   Prometheus text
-    WS   /v1/tasks/{uuid}/events    the task's transitions as they happen
+POST /v1/tasks                  {namespace, name, context} -> 201 {task_uuid, status}
+GET  /v1/tasks/{uuid}           status, steps (state, result), completion_percentage, times
+GET  /v1/tasks?namespace=&status=&limit=&cursor=
+GET  /v1/namespaces             counts per namespace, with the reducer's aggregates
+GET  /v1/workers                from the workers' heartbeats
+GET  /health                    Postgres and NATS; 503 naming the failing one
+GET  /metrics                   Prometheus text
+WS   /v1/tasks/{uuid}/events    the task's transitions as they happen
 """
 
 from __future__ import annotations
@@ -181,11 +181,15 @@ async def create_task(request: Request) -> Response:
         return problem(422, "validation failed", details=details)
     workflow = workflows.get(fields["name"])
     if workflow is None:
-        return problem(400, f"unknown workflow {fields['name']!r}", known=sorted(workflows.WORKFLOWS))
+        return problem(
+            400, f"unknown workflow {fields['name']!r}", known=sorted(workflows.WORKFLOWS)
+        )
     try:
         workflow.validate(fields["context"])
     except workflows.InvalidContext as exc:
-        return problem(422, "validation failed", details=[{"field": "context", "problem": str(exc)}])
+        return problem(
+            422, "validation failed", details=[{"field": "context", "problem": str(exc)}]
+        )
     try:
         state.bus.check()  # accepted work must be able to move: refuse while the bus is down
         task_uuid = await with_db(
@@ -214,21 +218,23 @@ async def list_tasks(request: Request) -> Response:
     params = request.query_params
     status = params.get("status")
     if status and status not in STATUSES:
-        return problem(422, "validation failed",
-                       details=[{"field": "status", "problem": f"one of {', '.join(STATUSES)}"}])  # fmt: skip
+        detail = {"field": "status", "problem": f"one of {', '.join(STATUSES)}"}
+        return problem(422, "validation failed", details=[detail])
     try:
         limit = int(params.get("limit", "50"))
         if not 1 <= limit <= 500:
             raise ValueError
     except ValueError:
-        return problem(422, "validation failed",
-                       details=[{"field": "limit", "problem": "a whole number from 1 to 500"}])  # fmt: skip
+        detail = {"field": "limit", "problem": "a whole number from 1 to 500"}
+        return problem(422, "validation failed", details=[detail])
     cursor = params.get("cursor")
     if cursor:
         try:
             store.decode_cursor(cursor)
         except Exception:
-            return problem(422, "validation failed", details=[{"field": "cursor", "problem": "bad cursor"}])
+            return problem(
+                422, "validation failed", details=[{"field": "cursor", "problem": "bad cursor"}]
+            )
     try:
         page = await with_db(
             lambda conn: store.list_tasks(conn, params.get("namespace"), status, limit, cursor)
@@ -259,7 +265,7 @@ async def namespaces(request: Request) -> Response:
             "namespaces": [
                 {"namespace": r[0], "tasks": r[1], "complete": r[2], "error": r[3],
                  "aggregates": {"completed": r[4] or 0, "failed": r[5] or 0,
-                                "mean_duration_ms": (r[6] / (r[4] + r[5])) if r[4] or r[5] else None}}
+                                "mean_duration_ms": r[6] / (r[4] + r[5]) if r[4] or r[5] else None}}
                 for r in rows
             ]
         }
@@ -337,7 +343,9 @@ async def task_events(websocket: WebSocket) -> None:
     last = 0
     try:
         async with state.pool.connection() as conn:
-            exists = await (await conn.execute("SELECT 1 FROM tasks WHERE uuid = %s", (task_uuid,))).fetchone()
+            exists = await (
+                await conn.execute("SELECT 1 FROM tasks WHERE uuid = %s", (task_uuid,))
+            ).fetchone()
             if exists is None:
                 await websocket.send_json({"error": "no such task"})
                 await websocket.close(code=4404)

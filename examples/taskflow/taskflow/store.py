@@ -42,7 +42,10 @@ async def _outbox(conn: Any, subject: str, payload: dict[str, Any], delay: float
 
 async def _enqueue(conn: Any, task_uuid: Any, step: str, attempt: int, delay: float = 0.0) -> None:
     await _outbox(
-        conn, config.STEPS_SUBJECT, {"task_uuid": str(task_uuid), "step": step, "attempt": attempt}, delay
+        conn,
+        config.STEPS_SUBJECT,
+        {"task_uuid": str(task_uuid), "step": step, "attempt": attempt},
+        delay,
     )
 
 
@@ -162,7 +165,12 @@ async def run_step(conn: Any, task_uuid: str, step_name: str, worker: str) -> st
         if len(done) == len(rows):
             results = {r[0]: r[3] for r in rows}
             await _finish(
-                conn, task_uuid, namespace, "complete", workflows.final_result(workflow, results), None
+                conn,
+                task_uuid,
+                namespace,
+                "complete",
+                workflows.final_result(workflow, results),
+                None,
             )
         await conn.execute("NOTIFY taskflow_outbox")
         return "done"
@@ -210,7 +218,8 @@ async def task_view(conn: Any, task_uuid: str) -> dict[str, Any] | None:
     ).fetchall()
     transitions = await (
         await conn.execute(
-            "SELECT step, from_state, to_state, at FROM transitions WHERE task_uuid = %s ORDER BY id",
+            "SELECT step, from_state, to_state, at FROM transitions"
+            " WHERE task_uuid = %s ORDER BY id",
             (task_uuid,),
         )
     ).fetchall()
@@ -228,10 +237,17 @@ async def task_view(conn: Any, task_uuid: str) -> dict[str, Any] | None:
         "completed_at": _iso(task[9]),
         "completion_percentage": round(100 * complete / len(steps), 1) if steps else 0.0,
         "steps": [
-            {"name": s[0], "state": s[1], "attempts": s[2], "result": s[3], "error": s[4],
-             "worker": s[5], "depends_on": s[6]}
+            {
+                "name": s[0],
+                "state": s[1],
+                "attempts": s[2],
+                "result": s[3],
+                "error": s[4],
+                "worker": s[5],
+                "depends_on": s[6],
+            }
             for s in steps
-        ],  # fmt: skip
+        ],
         "transitions": [
             {"step": t[0], "from": t[1], "to": t[2], "at": _iso(t[3])} for t in transitions
         ],
@@ -270,9 +286,14 @@ async def list_tasks(
     page = rows[:limit]
     return {
         "tasks": [
-            {"task_uuid": str(r[0]), "namespace": r[1], "name": r[2], "status": r[3],
-             "created_at": _iso(r[4])}
+            {
+                "task_uuid": str(r[0]),
+                "namespace": r[1],
+                "name": r[2],
+                "status": r[3],
+                "created_at": _iso(r[4]),
+            }
             for r in page
-        ],  # fmt: skip
+        ],
         "next_cursor": encode_cursor(page[-1][4], page[-1][0]) if len(rows) > limit else None,
     }

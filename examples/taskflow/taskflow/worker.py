@@ -27,8 +27,10 @@ CONCURRENCY = int(os.environ.get("TASKFLOW_WORKER_CONCURRENCY", "4"))
 
 
 def worker_id() -> str:
-    return os.environ.get("WORKER_ID") or os.environ.get("STACKTEST_SERVICE") or (
-        f"{socket.gethostname()}-{os.getpid()}"
+    return (
+        os.environ.get("WORKER_ID")
+        or os.environ.get("STACKTEST_SERVICE")
+        or (f"{socket.gethostname()}-{os.getpid()}")
     )
 
 

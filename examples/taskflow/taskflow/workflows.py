@@ -120,7 +120,8 @@ TREE = Workflow(
 )
 
 
-# -- mixed DAG: fetch -> (parse, audit) ; parse -> (enrich, score) ; (enrich, score, audit) -> publish
+# -- mixed DAG: fetch -> (parse, audit); parse -> (enrich, score);
+#    (enrich, score, audit) -> publish
 MIXED = Workflow(
     "mixed_dag_workflow",
     (
@@ -180,7 +181,10 @@ ORDER = Workflow(
         Step("charge_payment", _charge, ("reserve_inventory",), max_attempts=3),
         Step(
             "ship",
-            lambda ctx, deps, attempt: {"shipped": True, "paid": deps["charge_payment"]["charged_cents"]},
+            lambda ctx, deps, attempt: {
+                "shipped": True,
+                "paid": deps["charge_payment"]["charged_cents"],
+            },
             ("charge_payment",),
         ),
     ),

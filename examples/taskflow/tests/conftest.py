@@ -9,7 +9,6 @@ from typing import Any
 
 import psycopg
 import pytest
-
 from taskflow.client import OrchestrationClient
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from taskflow.client import OrchestrationClient
+
 from stacktest import eventually
 from stacktest.faults.history import total_queue, unique_ids
-from taskflow.client import OrchestrationClient
 from tests.conftest import announcements
 
 
@@ -15,7 +16,9 @@ def test_150_concurrent_workflows(api_url, namespace, history, sql, nats_url) ->
         process = f"client-{n % 15}"
         with OrchestrationClient(api_url) as c, history.op("enqueue", n, process) as op:
             # client_ref: the client's own id for the task, carried through the system
-            created = c.create_task(namespace, "linear_workflow", {"even_number": 2 * n, "client_ref": n})
+            created = c.create_task(
+                namespace, "linear_workflow", {"even_number": 2 * n, "client_ref": n}
+            )
             op.value = n
         history.ok(history.invoke("generate", None, process), created.task_uuid)
         return created.task_uuid

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from taskflow.client import TaskflowError
 
 from stacktest import eventually
-from taskflow.client import TaskflowError
 
 ORDER = {"items": [{"sku": "A", "quantity": 1}]}
 

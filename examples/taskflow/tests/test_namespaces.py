@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from stacktest import eventually
 from taskflow.client import OrchestrationClient
+
+from stacktest import eventually
 
 
 def test_four_namespaces_never_see_each_other(api_url, namespace) -> None:
@@ -16,7 +17,9 @@ def test_four_namespaces_never_see_each_other(api_url, namespace) -> None:
             return space, c.create_task(space, "linear_workflow", {"even_number": 2 * n}).task_uuid
 
     with ThreadPoolExecutor(max_workers=20) as pool:
-        created = list(pool.map(lambda args: create(*args), [(s, n) for s in spaces for n in range(5)]))
+        created = list(
+            pool.map(lambda args: create(*args), [(s, n) for s in spaces for n in range(5)])
+        )
     mine = {s: {u for space, u in created if space == s} for s in spaces}
 
     with OrchestrationClient(api_url) as c:
@@ -40,7 +43,9 @@ def test_four_namespaces_never_see_each_other(api_url, namespace) -> None:
 
 
 def test_pagination_walks_a_namespace_without_gaps(client, namespace) -> None:
-    made = {client.create_task(namespace, "diamond_workflow", {"value": n}).task_uuid for n in range(7)}
+    made = {
+        client.create_task(namespace, "diamond_workflow", {"value": n}).task_uuid for n in range(7)
+    }
     seen, cursor, pages = [], None, 0
     while True:
         page = client.list_tasks(namespace, limit=3, cursor=cursor)

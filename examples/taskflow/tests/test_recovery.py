@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from stacktest import eventually
 from taskflow.client import OrchestrationClient
+
+from stacktest import eventually
 
 
 def exactly_once(sql, namespace: str, expected: int) -> None:
@@ -38,8 +39,12 @@ def test_orchestrator_and_a_worker_killed_mid_flight(stack, api_url, namespace, 
             assert c.wait_for_completion(task_uuid, timeout=60).status == "complete"
     exactly_once(sql, namespace, 40)
     eventually(
-        lambda: sql.execute("SELECT completed FROM aggregates WHERE namespace = %s", (namespace,))
-        .fetchone() == (40,),
+        lambda: (
+            sql.execute(
+                "SELECT completed FROM aggregates WHERE namespace = %s", (namespace,)
+            ).fetchone()
+            == (40,)
+        ),
         timeout=15,
     )  # the reducer counted each once
 

@@ -49,7 +49,9 @@ def test_template_end_to_end(client, namespace, sql, nats_url, name, context, ex
         json.dumps(expected, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
     stamp = eventually(
-        lambda: sql.execute("SELECT blake3 FROM stamps WHERE task_uuid = %s", (task.task_uuid,)).fetchone(),
+        lambda: sql.execute(
+            "SELECT blake3 FROM stamps WHERE task_uuid = %s", (task.task_uuid,)
+        ).fetchone(),
         timeout=10,
     )
     assert stamp[0] == expected_stamp
@@ -80,7 +82,6 @@ def test_odd_or_missing_input_is_refused_at_creation(client, namespace) -> None:
 
 def test_api_errors(client, api_url) -> None:
     import httpx
-
     from taskflow.client import TaskflowError
 
     with pytest.raises(TaskflowError) as unknown:

@@ -1,0 +1,45 @@
+"""Category 9: a short load run with k6-style thresholds, as a CI gate.
+
+The limits have headroom for a noisy 2-core CI machine running the whole stack and the
+generator at once. The targets such teams write down (and benchmarks/taskflow.py
+measures): task creation p95 < 50 ms, workflow end to end p95 < 300 ms at 100 tasks/s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from stacktest.load import Phase
+
+PHASES = [Phase("warm", "5s", 5), Phase("normal", "10s", 15), Phase("peak", "5s", 30)]
+THRESHOLDS = {
+    "http_req_duration{name:create}": ["p(95)<500"],  # target p(95)<50
+    "latency{name:end_to_end}": ["p(95)<3000"],  # target p(95)<300
+    "errors": ["rate<0.01"],
+    "dropped": ["count==0"],
+}
+
+
+def test_load_gate(load, namespace) -> None:
+    async def workflow(session) -> None:
+        created = await session.post(
+            "/v1/tasks", json={"namespace": namespace, "name": "linear_workflow",
+                               "context": {"even_number": 8}},
+            name="create", expect=201,
+        )  # fmt: skip
+        task_uuid = created.json()["task_uuid"]
+        async with session.timed("end_to_end"):
+            for _ in range(400):
+                task = (await session.get(f"/v1/tasks/{task_uuid}", name="poll")).json()
+                if task["status"] == "complete":
+                    break
+                assert task["status"] != "error", task["error"]
+                await asyncio.sleep(0.02)
+            else:
+                raise TimeoutError(f"task {task_uuid} did not complete")
+
+    result = load(workflow, PHASES, service="orchestrator", thresholds=THRESHOLDS)
+    print(result.summary())
+    assert result.valid, result.invalid_reasons
+    assert result.thresholds_ok, "\n".join(v.describe() for v in result.thresholds)
+    assert result.phases["peak"]["completed"] == result.phases["peak"]["offered"] == 150
