@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The main job: bring up examples/quickstart for real (Postgres, Valkey, NATS and an
-# HTTP service using all three), prove each works with a round trip, tear it down,
-# print a summary and write a report. Sets itself up on first use.
+# The main job: examples/taskflow (orchestrator, workers, reducer, Postgres, NATS) and
+# its integration suite, run for real through `stacktest test`; prints a summary per
+# category and writes reports/taskflow.md. Sets itself up on first use.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$ROOT"

@@ -1,13 +1,15 @@
 """Waiting for a condition with a deadline: the only kind of waiting tests should do.
 
-    row = eventually(lambda: db.execute("select status from task").fetchone()[0] == "done")
-    eventually(check_all_delivered, timeout=10)        # a function of asserts works too
+    row = eventually(lambda: db.execute("select * from task where id = 7").fetchone())
+    eventually(check_all_delivered, asserted=True, timeout=10)   # a function of asserts
 
-A check passes when it returns without raising and its result is truthy, or
-``None`` (so a function made of ``assert`` statements passes by returning). On
-timeout :class:`EventuallyTimeout` (an ``AssertionError``, so pytest shows it as a
-failure) says how long it waited, how many attempts, and what the last attempt
-returned or raised.
+A check passes when it returns without raising and its result is truthy; ``None``,
+``False``, ``0`` and empty results mean "not yet" (so a query that finds no row yet is
+retried). With ``asserted=True`` the check passes as soon as it returns without
+raising, whatever it returns: for functions made of ``assert`` statements. On timeout
+:class:`EventuallyTimeout` (an ``AssertionError``, so pytest shows it as a failure)
+says how long it waited, how many attempts, and what the last attempt returned or
+raised.
 """
 
 from __future__ import annotations
@@ -51,10 +53,18 @@ class EventuallyTimeout(AssertionError):
 class _Attempts:
     """The bookkeeping both forms share: deadline, count, what the last attempt gave."""
 
-    def __init__(self, check: Callable[..., Any], timeout: float, interval: float, msg: str | None):
+    def __init__(
+        self,
+        check: Callable[..., Any],
+        timeout: float,
+        interval: float,
+        msg: str | None,
+        asserted: bool = False,
+    ):
         if timeout <= 0 or interval <= 0:
             raise ValueError("eventually(): timeout and interval must be positive")
         self.check, self.timeout, self.interval, self.message = check, timeout, interval, msg
+        self.asserted = asserted
         self.deadline = time.monotonic() + timeout
         self.count = 0
         self.last_value: Any = None
@@ -65,7 +75,7 @@ class _Attempts:
 
     def passed(self, result: Any) -> bool:
         self.count += 1
-        if result is None or bool(result):
+        if self.asserted or bool(result):
             return True
         self.last_value, self.last_error = result, None
         return False
@@ -80,6 +90,8 @@ class _Attempts:
         if remaining <= 0:
             name = getattr(self.check, "__qualname__", None) or repr(self.check)
             what = self.message or ("the check" if name.endswith("<lambda>") else f"{name}()")
+            if self.last_error is None and self.last_value is None and not self.asserted:
+                what += " (it returned None: a function of asserts? pass asserted=True)"
             raise EventuallyTimeout(
                 what, self.timeout, self.count, self.last_value, self.last_error
             )
@@ -92,9 +104,10 @@ def eventually(
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = DEFAULT_INTERVAL,
     message: str | None = None,
+    asserted: bool = False,
 ) -> T:
     """Call ``check`` until it passes; return its result, or raise EventuallyTimeout."""
-    attempts = _Attempts(check, timeout, interval, message)
+    attempts = _Attempts(check, timeout, interval, message, asserted)
     while True:
         try:
             result = check()
@@ -112,13 +125,14 @@ async def eventually_async(
     timeout: float = DEFAULT_TIMEOUT,
     interval: float = DEFAULT_INTERVAL,
     message: str | None = None,
+    asserted: bool = False,
 ) -> T:
     """:func:`eventually` for async code: ``check`` may be a coroutine function.
 
     Each attempt is bounded by what is left of the deadline, so an attempt that
     hangs cannot hold the wait past it.
     """
-    attempts = _Attempts(check, timeout, interval, message)
+    attempts = _Attempts(check, timeout, interval, message, asserted)
     while True:
         try:
             result = check()

@@ -13,15 +13,26 @@ def test_returns_the_first_passing_result() -> None:
     assert eventually(lambda: next(calls), interval=0.001) == "ready"
 
 
-def test_a_function_of_asserts_passes_by_returning_none() -> None:
+def test_a_function_of_asserts_passes_by_returning_with_asserted() -> None:
     state = {"n": 0}
 
     def check() -> None:
         state["n"] += 1
         assert state["n"] >= 3
 
-    assert eventually(check, interval=0.001) is None
+    assert eventually(check, interval=0.001, asserted=True) is None
     assert state["n"] == 3
+
+
+def test_none_means_not_yet_and_the_timeout_says_so() -> None:
+    rows = iter([None, None, ("row",)])
+    assert eventually(lambda: next(rows), interval=0.001) == ("row",)
+
+    def check() -> None:
+        assert True
+
+    with pytest.raises(EventuallyTimeout, match="returned None: a function of asserts"):
+        eventually(check, timeout=0.02, interval=0.005)
 
 
 def test_timeout_reports_the_last_exception() -> None:

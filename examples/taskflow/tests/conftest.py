@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -65,3 +67,39 @@ def announcements(nats_url: str, subject: str = "workflow.>") -> list[dict[str, 
 @pytest.fixture(scope="session")
 def nats_url(stack: Any) -> str:
     return str(stack["bus"].url)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _write_counts(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With TASKFLOW_REPORT=path, write what the suite did to the system (for the demo)."""
+    yield
+    out = os.environ.get("TASKFLOW_REPORT")
+    if not out:
+        return
+    from stacktest.pytest_plugin.fixtures import stack_session
+
+    stack = stack_session(request.config).stack
+    if stack is None:
+        return
+    counts: dict[str, Any] = {}
+    with psycopg.connect(str(stack["db"].url) + "/taskflow", autocommit=True) as conn:
+        counts["tasks"] = dict(conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
+        counts["steps_run"] = conn.execute("SELECT count(*) FROM steps WHERE state = 'complete'").fetchone()[0]
+        counts["transitions"] = conn.execute("SELECT count(*) FROM transitions").fetchone()[0]
+        counts["stamps"] = conn.execute("SELECT count(*) FROM stamps").fetchone()[0]
+        counts["outbox_left"] = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        counts["namespaces"] = conn.execute("SELECT count(DISTINCT namespace) FROM tasks").fetchone()[0]
+        counts["steps_by_worker"] = dict(
+            conn.execute("SELECT worker, count(*) FROM steps WHERE worker IS NOT NULL GROUP BY worker").fetchall()
+        )
+    faults: dict[str, int] = {}
+    events = stack.run_dir.events_file
+    if events.exists():
+        for line in events.read_text().splitlines():
+            event = json.loads(line)
+            what = str(event.get("event", ""))
+            if what.startswith("fault: ") and what != "fault: healed":
+                key = what.removeprefix("fault: ")
+                faults[key] = faults.get(key, 0) + 1
+    counts["faults"] = faults
+    Path(out).write_text(json.dumps(counts, indent=1))
