@@ -77,7 +77,8 @@ async def create_task(
 
 async def run_step(conn: Any, task_uuid: str, step_name: str, worker: str) -> str:
     """Run one step; returns done | retry | failed | duplicate | unknown."""
-    async with conn.transaction():
+    # pipeline mode: the writes go out without waiting for each answer
+    async with conn.pipeline(), conn.transaction():
         task = await (
             await conn.execute(
                 "SELECT name, context, status, namespace FROM tasks WHERE uuid = %s FOR UPDATE",

@@ -19,11 +19,12 @@ from typing import Any
 
 import psycopg
 from nats.js.api import AckPolicy, ConsumerConfig
+from psycopg_pool import AsyncConnectionPool
 
 from taskflow import bus, config, store
 
 log = logging.getLogger("taskflow.worker")
-CONCURRENCY = int(os.environ.get("TASKFLOW_WORKER_CONCURRENCY", "4"))
+CONCURRENCY = int(os.environ.get("TASKFLOW_WORKER_CONCURRENCY", "8"))
 
 
 def worker_id() -> str:
@@ -56,35 +57,54 @@ async def heartbeat(me: str, counter: dict[str, int], stop: asyncio.Event) -> No
 
 
 async def consume(sub: Any, me: str, counter: dict[str, int], stop: asyncio.Event) -> None:
-    conn = None
-    while not stop.is_set():
-        try:
-            if conn is None or conn.closed:
-                conn = await psycopg.AsyncConnection.connect(config.database_url())
+    """One fetch loop per process (a pull subscription serves one fetch at a time), and up
+    to CONCURRENCY steps running at once, each on its own pooled connection."""
+    pool = AsyncConnectionPool(
+        config.database_url(), min_size=1, max_size=CONCURRENCY, open=False,
+        check=AsyncConnectionPool.check_connection,
+    )  # fmt: skip
+    await pool.open(wait=False)
+    running: set[asyncio.Task[None]] = set()
+    try:
+        while not stop.is_set():
+            room = CONCURRENCY - len(running)
+            if room <= 0:
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                continue
             try:
-                msgs = await sub.fetch(1, timeout=0.5)
+                msgs = await sub.fetch(room, timeout=0.5)
             except TimeoutError:
                 continue
+            except Exception as exc:  # NATS unreachable or reconnecting
+                log.warning("consumer: %s", exc)
+                await asyncio.sleep(0.2)
+                continue
             for msg in msgs:
-                job = json.loads(msg.data)
-                try:
-                    outcome = await store.run_step(conn, job["task_uuid"], job["step"], me)
-                except Exception as exc:  # the database is unreachable: try again later
-                    log.warning("step %s of %s: %s", job["step"], job["task_uuid"], exc)
-                    with contextlib.suppress(Exception):
-                        await msg.nak(delay=0.5)
-                    if conn is not None:
-                        with contextlib.suppress(Exception):
-                            await conn.close()
-                    conn = None
-                    continue
-                await msg.ack()
-                if outcome in ("done", "retry", "failed"):
-                    counter["done"] += 1
-                log.info("%s %s: %s", job["task_uuid"], job["step"], outcome)
-        except Exception as exc:  # NATS unreachable or reconnecting
-            log.warning("consumer: %s", exc)
-            await asyncio.sleep(0.2)
+                task = asyncio.create_task(handle(pool, msg, me, counter))
+                running.add(task)
+                task.add_done_callback(running.discard)
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        await pool.close()
+
+
+async def handle(pool: AsyncConnectionPool, msg: Any, me: str, counter: dict[str, int]) -> None:
+    job = json.loads(msg.data)
+    try:
+        async with pool.connection(timeout=5) as conn:
+            outcome = await store.run_step(conn, job["task_uuid"], job["step"], me)
+    except Exception as exc:  # the database is unreachable: let the message come back
+        log.warning("step %s of %s: %s", job["step"], job["task_uuid"], exc)
+        with contextlib.suppress(Exception):
+            await msg.nak(delay=0.5)
+        return
+    with contextlib.suppress(Exception):
+        await msg.ack()
+    if outcome in ("done", "retry", "failed"):
+        counter["done"] += 1
+    log.info("%s %s: %s", job["task_uuid"], job["step"], outcome)
 
 
 async def main() -> None:
@@ -111,7 +131,7 @@ async def main() -> None:
     tasks = [
         asyncio.create_task(relay.run()),
         asyncio.create_task(heartbeat(me, counter, stop)),
-        *(asyncio.create_task(consume(sub, me, counter, stop)) for _ in range(CONCURRENCY)),
+        asyncio.create_task(consume(sub, me, counter, stop)),
     ]
     log.info("worker %s ready", me)
     await stop.wait()
