@@ -205,8 +205,10 @@ async def get_task(request: Request) -> Response:
     task_uuid = request.path_params["uuid"]
     if not re.fullmatch(r"[0-9a-fA-F-]{36}", task_uuid):
         return problem(404, "no such task", task_uuid=task_uuid)
+    summary = request.query_params.get("view") == "summary"
+    reader = store.task_summary if summary else store.task_view
     try:
-        view = await with_db(lambda conn: store.task_view(conn, task_uuid))
+        view = await with_db(lambda conn: reader(conn, task_uuid))
     except (CircuitOpen, DependencyDown) as exc:
         return unavailable(exc)
     if view is None:

@@ -53,7 +53,7 @@ async def create_task(
     conn: Any, namespace: str, workflow: workflows.Workflow, context: dict[str, Any]
 ) -> uuidlib.UUID:
     task_uuid = uuidlib.uuid4()
-    async with conn.transaction():
+    async with conn.pipeline(), conn.transaction():
         await conn.execute(
             "INSERT INTO tasks (uuid, namespace, name, context) VALUES (%s, %s, %s, %s)",
             (task_uuid, namespace, workflow.name, Jsonb(context)),
@@ -198,6 +198,20 @@ async def _finish(
 # -- reading ------------------------------------------------------------------------------------
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+async def task_summary(conn: Any, task_uuid: str) -> dict[str, Any] | None:
+    """Status and result only, in one query: for clients that poll."""
+    row = await (
+        await conn.execute(
+            "SELECT uuid, status, result, error, completed_at FROM tasks WHERE uuid = %s",
+            (task_uuid,),
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    return {"task_uuid": str(row[0]), "status": row[1], "result": row[2], "error": row[3],
+            "completed_at": _iso(row[4])}  # fmt: skip
 
 
 async def task_view(conn: Any, task_uuid: str) -> dict[str, Any] | None:

@@ -104,7 +104,7 @@ async def handle(pool: AsyncConnectionPool, msg: Any, me: str, counter: dict[str
         await msg.ack()
     if outcome in ("done", "retry", "failed"):
         counter["done"] += 1
-    log.info("%s %s: %s", job["task_uuid"], job["step"], outcome)
+    log.debug("%s %s: %s", job["task_uuid"], job["step"], outcome)
 
 
 async def main() -> None:
