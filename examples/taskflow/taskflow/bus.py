@@ -81,11 +81,12 @@ class OutboxRelay:
         """
         while not self._stop.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(
-                    config.database_url(), autocommit=True
-                ) as listener, await psycopg.AsyncConnection.connect(
-                    config.database_url()
-                ) as conn:
+                async with (
+                    await psycopg.AsyncConnection.connect(
+                        config.database_url(), autocommit=True
+                    ) as listener,
+                    await psycopg.AsyncConnection.connect(config.database_url()) as conn,
+                ):
                     while not self._stop.is_set():
                         row = await (
                             await listener.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK,))

@@ -88,6 +88,33 @@ class Task:
         )  # fmt: skip
 
 
+class _Waiting:
+    """What both wait_for_completion share: the deadline, and which errors to wait out."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.last: Task | None = None
+
+    def seen(self, task: Task) -> bool:
+        """True when the task is finished; raises TaskNotFinished past the deadline."""
+        self.last = task
+        if task.finished:
+            return True
+        if time.monotonic() > self.deadline:
+            raise TaskNotFinished(task, self.timeout)
+        return False
+
+    def failed(self, exc: Exception) -> None:
+        """A 503 or an unreachable orchestrator is waited out until the deadline."""
+        if isinstance(exc, TaskflowError) and exc.status != 503:
+            raise exc
+        if time.monotonic() > self.deadline:
+            if self.last is not None:
+                raise TaskNotFinished(self.last, self.timeout) from exc
+            raise exc
+
+
 def _check(response: httpx.Response) -> Any:
     try:
         body = response.json()
@@ -161,21 +188,15 @@ class OrchestrationClient:
     ) -> Task:
         """Poll until the task is complete or error. A 503 or an unreachable orchestrator
         (it restarts, a dependency blips) is waited out until the deadline."""
-        deadline = time.monotonic() + timeout
-        task = None
+        waiting = _Waiting(timeout)
         while True:
             try:
                 task = self.get_task(task_uuid)
-                if task.finished:
-                    return task
             except (TaskflowError, httpx.TransportError) as exc:
-                if isinstance(exc, TaskflowError) and exc.status != 503:
-                    raise
-                if time.monotonic() > deadline:
-                    raise
-            if time.monotonic() > deadline:
-                assert task is not None
-                raise TaskNotFinished(task, timeout)
+                waiting.failed(exc)
+            else:
+                if waiting.seen(task):
+                    return task
             time.sleep(interval)
 
 
@@ -209,19 +230,13 @@ class AsyncOrchestrationClient:
     async def wait_for_completion(
         self, task_uuid: str, timeout: float = 30.0, interval: float = 0.05
     ) -> Task:
-        deadline = time.monotonic() + timeout
-        task = None
+        waiting = _Waiting(timeout)
         while True:
             try:
                 task = await self.get_task(task_uuid)
-                if task.finished:
-                    return task
             except (TaskflowError, httpx.TransportError) as exc:
-                if isinstance(exc, TaskflowError) and exc.status != 503:
-                    raise
-                if time.monotonic() > deadline:
-                    raise
-            if time.monotonic() > deadline:
-                assert task is not None
-                raise TaskNotFinished(task, timeout)
+                waiting.failed(exc)
+            else:
+                if waiting.seen(task):
+                    return task
             await asyncio.sleep(interval)

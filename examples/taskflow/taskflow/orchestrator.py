@@ -246,57 +246,67 @@ async def list_tasks(request: Request) -> Response:
     return JSONResponse(page)
 
 
-async def namespaces(request: Request) -> Response:
-    async def query(conn: Any) -> Any:
-        return await (
-            await conn.execute(
-                "SELECT t.namespace, count(*), count(*) FILTER (WHERE t.status = 'complete'),"
-                " count(*) FILTER (WHERE t.status = 'error'), a.completed, a.failed,"
-                " a.total_duration_ms FROM tasks t LEFT JOIN aggregates a USING (namespace)"
-                " GROUP BY t.namespace, a.completed, a.failed, a.total_duration_ms"
-                " ORDER BY t.namespace"
-            )
-        ).fetchall()
+async def fetch_rows(sql: str) -> list[Any]:
+    """All rows of a read-only query, under the Postgres breaker."""
 
+    async def query(conn: Any) -> list[Any]:
+        rows: list[Any] = await (await conn.execute(sql)).fetchall()
+        return rows
+
+    rows: list[Any] = await with_db(query)
+    return rows
+
+
+async def namespaces(request: Request) -> Response:
     try:
-        rows = await with_db(query)
+        rows = await fetch_rows(
+            "SELECT t.namespace, count(*), count(*) FILTER (WHERE t.status = 'complete'),"
+            " count(*) FILTER (WHERE t.status = 'error'), a.completed, a.failed,"
+            " a.total_duration_ms FROM tasks t LEFT JOIN aggregates a USING (namespace)"
+            " GROUP BY t.namespace, a.completed, a.failed, a.total_duration_ms"
+            " ORDER BY t.namespace"
+        )
     except (CircuitOpen, DependencyDown) as exc:
         return unavailable(exc)
-    return JSONResponse(
-        {
-            "namespaces": [
-                {"namespace": r[0], "tasks": r[1], "complete": r[2], "error": r[3],
-                 "aggregates": {"completed": r[4] or 0, "failed": r[5] or 0,
-                                "mean_duration_ms": r[6] / (r[4] + r[5]) if r[4] or r[5] else None}}
-                for r in rows
-            ]
+
+    def entry(r: Any) -> dict[str, Any]:
+        finished = (r[4] or 0) + (r[5] or 0)
+        return {
+            "namespace": r[0],
+            "tasks": r[1],
+            "complete": r[2],
+            "error": r[3],
+            "aggregates": {
+                "completed": r[4] or 0,
+                "failed": r[5] or 0,
+                "mean_duration_ms": r[6] / finished if finished else None,
+            },
         }
-    )  # fmt: skip
+
+    return JSONResponse({"namespaces": [entry(r) for r in rows]})
 
 
 async def list_workers(request: Request) -> Response:
-    async def query(conn: Any) -> Any:
-        return await (
-            await conn.execute(
-                "SELECT id, started_at, last_seen, steps_done,"
-                " extract(epoch FROM clock_timestamp() - last_seen) FROM workers ORDER BY id"
-            )
-        ).fetchall()
-
     try:
-        rows = await with_db(query)
+        rows = await fetch_rows(
+            "SELECT id, started_at, last_seen, steps_done,"
+            " extract(epoch FROM clock_timestamp() - last_seen) FROM workers ORDER BY id"
+        )
     except (CircuitOpen, DependencyDown) as exc:
         return unavailable(exc)
-    return JSONResponse(
-        {
-            "workers": [
-                {"id": r[0], "started_at": r[1].isoformat(), "last_seen": r[2].isoformat(),
-                 "steps_done": r[3], "seconds_since_heartbeat": round(float(r[4]), 3),
-                 "alive": float(r[4]) < 5}
-                for r in rows
-            ]
+
+    def entry(r: Any) -> dict[str, Any]:
+        since = float(r[4])
+        return {
+            "id": r[0],
+            "started_at": r[1].isoformat(),
+            "last_seen": r[2].isoformat(),
+            "steps_done": r[3],
+            "seconds_since_heartbeat": round(since, 3),
+            "alive": since < 5,
         }
-    )  # fmt: skip
+
+    return JSONResponse({"workers": [entry(r) for r in rows]})
 
 
 async def health(request: Request) -> Response:
