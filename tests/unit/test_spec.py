@@ -338,3 +338,40 @@ def test_durations(value: object, seconds: float) -> None:
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(value)
+
+
+def test_proxy_edges_from_the_stack_switch_and_per_dependency(write_stack: Write) -> None:
+    path = write_stack(
+        """
+        [stack]
+        proxy = true
+
+        [services.db]
+        use = "postgres"
+
+        [services.bus]
+        use = "nats"
+
+        [services.api]
+        command = ["x"]
+        depends_on = { db = "healthy", bus = { condition = "healthy", proxy = false } }
+
+        [services.worker]
+        command = ["x"]
+        depends_on = { bus = { proxy = true } }
+        """
+    )
+    spec = load_stack(path)
+    assert spec.proxy is True
+    assert spec.proxied_edges() == [("api", "db"), ("worker", "bus")]
+
+
+def test_bad_proxy_values_are_refused(write_stack: Write) -> None:
+    err = error_for(write_stack, '[stack]\nproxy = "yes"\n[services.a]\ncommand = ["x"]\n')
+    assert "stack.proxy" in str(err) and "true or false" in str(err)
+    err = error_for(
+        write_stack,
+        '[services.a]\nuse = "valkey"\n[services.b]\ncommand = ["x"]\n'
+        'depends_on = { a = { proxi = true } }\n',
+    )
+    assert "did you mean 'proxy'" in str(err)
