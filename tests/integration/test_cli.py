@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import pytest
 
 from stacktest.engine import procs
 from stacktest.engine.procs import alive as pid_alive
+from tests.helpers import run_stacktest, start_foreground_up
 
 pytestmark = pytest.mark.integration
 Write = Callable[..., Path]
@@ -35,16 +35,7 @@ depends_on = ["db"]
 
 
 def stacktest(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [PY, "-m", "stacktest", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
+    return run_stacktest(*args, cwd=cwd, timeout=timeout)
 
 
 @pytest.fixture
@@ -124,18 +115,7 @@ def shm_segments_mapped(pid: int) -> list[str]:
 
 
 def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
-    fg = subprocess.Popen(
-        [PY, "-m", "stacktest", "up"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert fg.stdout is not None
-    deadline = time.monotonic() + 60
-    for line in fg.stdout:
-        if "ready in" in line or time.monotonic() > deadline:
-            break
+    fg = start_foreground_up(project)
     first = instance_pids(project)
     control = json.loads((project / ".stacktest" / "state.json").read_text())["control"]
     assert len(first) == 3 and all(pid_alive(p) for p in first)
@@ -159,17 +139,7 @@ def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
 
 
 def test_foreground_up_stops_everything_on_ctrl_c(project: Path) -> None:
-    fg = subprocess.Popen(
-        [PY, "-m", "stacktest", "up"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert fg.stdout is not None
-    for line in fg.stdout:
-        if "ready in" in line:
-            break
+    fg = start_foreground_up(project)
     pids = instance_pids(project)
     fg.send_signal(signal.SIGINT)
     out, _ = fg.communicate(timeout=30)

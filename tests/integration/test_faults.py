@@ -24,6 +24,7 @@ from stacktest.errors import FaultError
 from stacktest.faults import nemesis as nem
 from stacktest.faults.history import History, counter
 from stacktest.providers.postgres import find_bin_dir
+from tests.helpers import run_stacktest
 
 pytestmark = pytest.mark.integration
 PY = sys.executable
@@ -352,10 +353,7 @@ def test_cli_faults_on_a_detached_stack(tmp_path: Path) -> None:
     )
 
     def st(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [PY, "-m", "stacktest", *args], cwd=tmp_path, capture_output=True, text=True,
-            timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
+        return run_stacktest(*args, cwd=tmp_path, timeout=60)
 
     assert st("up", "-d").returncode == 0
     try:

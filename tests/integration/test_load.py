@@ -17,6 +17,7 @@ from stacktest import Stack
 from stacktest.load import LoadTest, Phase
 from stacktest.load.runner import ScenarioRef
 from stacktest.load.session import Session
+from tests.helpers import run_stacktest
 
 pytestmark = pytest.mark.integration
 PY = sys.executable
@@ -174,10 +175,7 @@ def test_cli_runs_a_scenario_file_against_the_stack(tmp_path: Path) -> None:
         "async def scenario(session):\n"
         "    await session.get('/sleep', name='sleep')\n"
     )
-    result = subprocess.run(
-        [PY, "-m", "stacktest", "load", "scenario.py", "--workers", "1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    result = run_stacktest("load", "scenario.py", "--workers", "1", cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "peak" in result.stdout and "ok   http_req_duration{name:sleep}" in result.stdout
     (results_dir,) = (tmp_path / ".stacktest" / "load").iterdir()
@@ -188,10 +186,9 @@ def test_cli_runs_a_scenario_file_against_the_stack(tmp_path: Path) -> None:
     strict.write_text(
         (tmp_path / "scenario.py").read_text().replace("p(95)<500", "p(95)<1")
     )
-    breached = subprocess.run(
-        [PY, "-m", "stacktest", "load", "strict.py", "--phase", "only:1s:10"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    breached = run_stacktest(
+        "load", "strict.py", "--phase", "only:1s:10", cwd=tmp_path, timeout=120
+    )
     assert breached.returncode == 99, breached.stdout + breached.stderr
     assert "FAIL http_req_duration{name:sleep}" in breached.stdout
 
@@ -205,10 +202,7 @@ def test_cli_baselines_and_bad_input(tmp_path: Path) -> None:
     )
 
     def st(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [PY, "-m", "stacktest", "load", *args], cwd=tmp_path, capture_output=True,
-            text=True, timeout=120,
-        )  # fmt: skip
+        return run_stacktest("load", *args, cwd=tmp_path, timeout=120)
 
     saved = st("scenario.py", "--workers", "1", "--save-baseline", "base.json")
     assert saved.returncode == 0, saved.stdout + saved.stderr

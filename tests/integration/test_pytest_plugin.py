@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from stacktest.engine import procs
+from tests.helpers import run_stacktest
 
 pytestmark = pytest.mark.integration
 PY = sys.executable
@@ -49,11 +50,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Itera
     assert leftover_pids(pytester.path) == []
 
 
-def stacktest(*args: str, cwd: Path, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PY, "-m", "stacktest", *args], cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, check=False, env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
-    )
+stacktest = run_stacktest
 
 
 def leftover_pids(path: Path) -> list[int]:
