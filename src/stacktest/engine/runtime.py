@@ -165,6 +165,7 @@ class AsyncStack:
         #: Instances a fault stopped or paused, so heal() knows what to bring back.
         self._stopped_by_fault: set[str] = set()
         self._paused: set[str] = set()
+        self._ops: dict[str, Callable[[dict[str, Any]], Any]] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path = "stack.toml", **kwargs: Any) -> AsyncStack:
@@ -728,7 +729,9 @@ class AsyncStack:
         """
         op = str(request.get("op"))
         try:
-            handler = self._operations()[op]
+            if self._ops is None:
+                self._ops = self._operations()
+            handler = self._ops[op]
         except KeyError:
             return {"ok": False, "error": f"unknown operation {op!r}", "kind": "StackError"}
         try:
@@ -745,18 +748,16 @@ class AsyncStack:
 
         async def add_toxic(request: dict[str, Any]) -> dict[str, Any]:
             self._check("fault")
+            # (each proxy change is an event, and _proxy_event writes the state)
             toxic = self.proxies.add_toxic(str(request["edge"]), Toxic.from_json(request["toxic"]))
-            self._write_state()
             return {"toxic": toxic.to_json()}
 
         async def remove_toxic(request: dict[str, Any]) -> None:
             self.proxies.get(str(request["edge"])).remove_toxic(str(request["name"]))
-            self._write_state()
 
         async def link(request: dict[str, Any]) -> None:
             self._check("fault")
             await self.proxies.get(str(request["edge"])).set_enabled(bool(request["up"]))
-            self._write_state()
 
         async def heal(request: dict[str, Any]) -> dict[str, Any]:
             return {"healed": await self.heal()}
@@ -848,9 +849,8 @@ class AsyncStack:
         for name in sorted(self._stopped_by_fault):
             await self.start_service(name)
             healed.append(f"{name} started")
-        if healed:
+        if healed:  # each undo above already wrote the state; nothing to heal, nothing written
             self._emit("stack", "fault: healed", undone=healed)
-        self._write_state()
         return healed
 
     async def _halt(self, run: Running, sig: int) -> None:

@@ -187,8 +187,6 @@ class ToxiproxyAPI:
         upstream = _address(str(data["upstream"]), "upstream")
         proxy = EdgeProxy(name, listen, upstream, self._on_event)
         await proxy.start()
-        if proxy.listen[1] == 0 and proxy._server is not None:
-            proxy.listen = (listen[0], proxy._server.sockets[0].getsockname()[1])
         self.proxies.proxies[name] = proxy
         if data.get("enabled") is False:
             await proxy.set_enabled(False)

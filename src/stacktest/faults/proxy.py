@@ -55,6 +55,8 @@ class EdgeProxy:
         self._server = await loop.create_server(
             lambda: ClientSide(self), self.listen[0], self.listen[1], reuse_address=True
         )
+        if self.listen[1] == 0:  # asked for any port: keep the one we got, for re-listening
+            self.listen = (self.listen[0], self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         await self._close_listener()

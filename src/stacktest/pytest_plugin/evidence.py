@@ -29,8 +29,10 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
     if not session.active:
         return
     mark = item.stash.get(MARK_KEY, None)
+    needs_state = (report.when == "call" and mark is not None) or report.failed
+    instances = session.instances() if needs_state else {}  # state.json, read once
     if report.when == "call" and mark is not None:
-        deaths = session.deaths_since(mark)
+        deaths = session.deaths_since(mark, instances)
         if deaths:
             text = "\n".join(deaths)
             if report.passed:
@@ -54,7 +56,7 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
     limit = session.settings.log_lines
     if limit == 0:
         return
-    for instance, path, lines in session.logs_since(mark):
+    for instance, path, lines in session.logs_since(mark, instances):
         shown = lines[-limit:]
         header = (
             f"{len(lines)} line(s) written during this test"

@@ -180,7 +180,8 @@ class StackSession:
             stack.reset(name)
 
     # -- evidence -----------------------------------------------------------------------
-    def _instances(self) -> dict[str, dict[str, Any]]:
+    def instances(self) -> dict[str, dict[str, Any]]:
+        """Every instance's entry in the run's ``state.json`` (read from disk each call)."""
         if self.stack is None:
             return {}
         state = self.stack.run_dir.read_state() or {}
@@ -189,7 +190,7 @@ class StackSession:
 
     def mark(self) -> Mark:
         offsets, crashes = {}, {}
-        for name, info in self._instances().items():
+        for name, info in self.instances().items():
             path = Path(info.get("log", ""))
             try:
                 size = path.stat().st_size
@@ -199,11 +200,13 @@ class StackSession:
             crashes[name] = int(info.get("crashes") or 0)
         return Mark(offsets, crashes)
 
-    def logs_since(self, mark: Mark | None) -> list[tuple[str, Path, list[str]]]:
+    def logs_since(
+        self, mark: Mark | None, instances: dict[str, dict[str, Any]] | None = None
+    ) -> list[tuple[str, Path, list[str]]]:
         """(instance, log path, new lines) for each instance that wrote anything since
         ``mark`` (or ever, without a mark)."""
         out = []
-        for name, info in self._instances().items():
+        for name, info in (instances if instances is not None else self.instances()).items():
             path = Path(info.get("log", ""))
             start = mark.log_offsets.get(name, (path, 0))[1] if mark else 0
             lines = read_from(path, start)
@@ -211,12 +214,14 @@ class StackSession:
                 out.append((name, path, lines))
         return out
 
-    def deaths_since(self, mark: Mark) -> list[str]:
+    def deaths_since(
+        self, mark: Mark, instances: dict[str, dict[str, Any]] | None = None
+    ) -> list[str]:
         """Descriptions of instances that died since ``mark`` without being asked to."""
         from stacktest.engine.procs import alive
 
         died = []
-        for name, info in self._instances().items():
+        for name, info in (instances if instances is not None else self.instances()).items():
             crashes = int(info.get("crashes") or 0) - mark.crashes.get(name, 0)
             state = str(info.get("state", ""))
             pid = info.get("pid")
