@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -227,6 +228,32 @@ def raw_ping(address: tuple[str, int]) -> bool:
         return False
 
 
+def test_slow_close_delays_the_close(stack: Stack) -> None:
+    address = stack.proxy_address("client->cache")
+
+    def seconds_to_eof() -> float:
+        with socket.create_connection(address, timeout=5) as sock:
+            sock.sendall(b"QUIT\r\n")  # valkey answers +OK and closes
+            started = time.perf_counter()
+            while sock.recv(64):
+                pass
+            return time.perf_counter() - started
+
+    assert seconds_to_eof() < 0.1
+    with stack.fault("client->cache", slow_close="300ms"):
+        assert seconds_to_eof() >= 0.3
+
+
+def test_terminate_stops_a_service_until_started(stack: Stack) -> None:
+    stack.terminate("web")
+    assert [r["state"] for r in stack.status() if r["name"] == "web"] == ["stopped"]
+    with pytest.raises(urllib.error.URLError, match="Connection refused"):
+        urllib.request.urlopen(stack["web"].url, timeout=2)
+    stack.start_service("web")
+    with urllib.request.urlopen(stack["web"].url, timeout=5) as response:
+        assert response.status == 200
+
+
 def test_toxicity_is_rolled_per_connection(stack: Stack) -> None:
     address = stack.proxy_address("client->cache")
     with stack.fault("client->cache", "reset_peer", timeout=0, toxicity=0.5):
@@ -284,6 +311,27 @@ def test_toxiproxy_python_client_drives_the_proxies(stack: Stack) -> None:
     with proxy.down(), pytest.raises(redis.ConnectionError):
         cache_client(stack).ping()
     assert cache_client(stack).ping()
+    # routes the client library does not cover: update a toxic, populate
+    api = stack.toxiproxy_url
+    proxy.add_toxic(type="latency", name="slow", attributes={"latency": 10})
+    updated = httpx.post(
+        f"{api}/proxies/client-%3Ecache/toxics/slow", json={"attributes": {"latency": 250}}
+    )
+    assert updated.status_code == 200 and updated.json()["attributes"]["latency"] == 250
+    started = time.perf_counter()
+    client.ping()
+    assert time.perf_counter() - started >= 0.25
+    assert httpx.delete(f"{api}/proxies/client-%3Ecache/toxics/slow").status_code == 204
+    populated = httpx.post(
+        f"{api}/populate",
+        json=[{"name": "pop", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{stack['cache'].port}"}],
+    )
+    assert populated.status_code == 201
+    (made_by_populate,) = populated.json()["proxies"]
+    pop_host, pop_port = made_by_populate["listen"].split(":")
+    assert redis.Redis(host=pop_host, port=int(pop_port)).ping()
+    assert httpx.delete(f"{api}/proxies/pop").status_code == 204
+    assert httpx.get(f"{api}/proxies/nope").status_code == 404
     # a proxy of its own, made through the API
     made = server.create(upstream=f"127.0.0.1:{stack['cache'].port}", name="mine")
     mine_host, mine_port = made.listen.split(":")

@@ -107,6 +107,39 @@ def test_failure_report_has_only_that_tests_log_lines(project: pytest.Pytester) 
     assert "stacktest: cache log" not in out
 
 
+def test_service_log_and_the_log_lines_limit(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_app="""
+        import psycopg, pytest
+
+        def errors(stack, *markers):
+            with psycopg.connect(stack["db"].url + "/app") as conn:
+                for marker in markers:
+                    with pytest.raises(psycopg.errors.UndefinedTable):
+                        conn.execute(f"SELECT * FROM {marker}")
+                    conn.rollback()
+
+        def test_reads_its_own_lines(stack, service_log):
+            errors(stack, "seen_by_service_log")
+            lines = "\\n".join(service_log("db"))
+            assert 'relation "seen_by_service_log" does not exist' in lines
+            assert service_log("cache") == []
+
+        def test_fails_after_three_errors(stack):
+            errors(stack, "first_marker", "second_marker", "third_marker")
+            assert False
+        """
+    )
+    result = run(project, "--stack-log-lines", "2")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "line(s) written during this test, the last 2 shown" in out
+    assert 'relation "third_marker"' in out and 'relation "first_marker"' not in out
+    silent = run(project, "--stack-log-lines", "0")
+    silent.assert_outcomes(passed=1, failed=1)
+    assert "stacktest: db log" not in silent.stdout.str()
+
+
 def test_a_service_dying_fails_a_test_whose_assertions_passed(project: pytest.Pytester) -> None:
     (project.path / "stack.toml").write_text(
         STACK
@@ -240,6 +273,26 @@ def test_writes_the_same_table(pg_database, who):
 def test_pg_database_clones_never_see_each_others_rows(project: pytest.Pytester) -> None:
     project.makepyfile(test_iso=ISOLATION_TESTS)
     run(project, "-v").assert_outcomes(passed=2)
+
+
+def test_pg_database_from_a_named_template(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_tpl="""
+        import psycopg
+
+        def test_copy_of_app(stack, pg_database_factory):
+            with psycopg.connect(stack["db"].url + "/app") as conn:
+                conn.execute("INSERT INTO items (name) VALUES ('seeded')")
+            copy = pg_database_factory("db", template="app")
+            with copy.connect() as conn:
+                conn.execute("INSERT INTO items (name) VALUES ('mine')")
+                names = [r[0] for r in conn.execute("SELECT name FROM items ORDER BY id")]
+            assert names == ["seeded", "mine"]
+            with psycopg.connect(stack["db"].url + "/app") as conn:
+                assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 1
+        """
+    )
+    run(project).assert_outcomes(passed=1)
 
 
 def test_two_hundred_tests_leave_no_databases_behind(project: pytest.Pytester) -> None:
@@ -385,6 +438,9 @@ def test_keep_leaves_the_stack_up_and_reuses_it_until_the_file_changes(
 
     run(project, "--stack-keep").assert_outcomes(passed=2)
     assert run_ids(project)["main"] == {first}
+
+    run(project, "--stack-keep", "-n", "2").assert_outcomes(passed=2)
+    assert set().union(*run_ids(project).values()) == {first}  # both workers, the kept stack
 
     stack_file = project.path / "stack.toml"
     stack_file.write_text(stack_file.read_text() + "\n[services.cache2]\nuse = \"valkey\"\n")
@@ -563,3 +619,8 @@ def test_stacktest_test_runs_pytest_against_the_stack_and_stops_it(
     assert "stopped" in result.stderr
     assert leftover_pids(project.path) == []
     assert stacktest("status", cwd=project.path).returncode == 3
+
+    kept = stacktest("test", "--keep", "--", "-q", "-p", "no:cacheprovider", "-k", "ok",
+                     cwd=project.path)  # fmt: skip
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert stacktest("status", cwd=project.path).returncode == 0  # left running, as asked

@@ -49,3 +49,25 @@ def test_rest_basics(client, api_url) -> None:
     workers = client.workers()
     assert {w["id"] for w in workers if w["alive"]} == {"worker.1", "worker.2"}
     assert httpx.get(api_url + "/v1/tasks/not-a-uuid", timeout=5).status_code == 404
+
+
+def test_async_client_creates_and_waits(api_url, namespace) -> None:
+    from taskflow.client import AsyncOrchestrationClient, TaskflowError
+
+    async def scenario() -> tuple[list[int], int]:
+        async with AsyncOrchestrationClient(api_url) as client:
+            created = await asyncio.gather(
+                *(client.create_task(namespace, "linear_workflow", {"even_number": 2 * n})
+                  for n in range(1, 4))
+            )  # fmt: skip
+            tasks = await asyncio.gather(
+                *(client.wait_for_completion(c.task_uuid, timeout=30) for c in created)
+            )
+            try:
+                await client.get_task("00000000-0000-0000-0000-000000000000")
+            except TaskflowError as exc:
+                return [t.result for t in tasks], exc.status
+            return [t.result for t in tasks], 200
+
+    results, missing = asyncio.run(scenario())
+    assert results == [21, 39, 69] and missing == 404  # ((n^2 + 10) * 3) / 2 for 2, 4, 6
