@@ -135,3 +135,42 @@ def test_bad_tolerances_are_refused() -> None:
         parse_tolerances(["p96=10%"])
     with pytest.raises(ValueError, match="not a number"):
         parse_tolerances(["p95=lots"])
+
+
+def test_http_client_retries_only_safe_requests_on_a_stale_connection() -> None:
+    """A server that answers the first request of each connection and drops the connection
+    on the second without a byte of answer (what a keep-alive timeout racing a request
+    looks like). A GET is then retried on a fresh connection; a POST is not: it may have
+    been acted on."""
+    import asyncio
+
+    from stacktest.load.http import Client, HTTPError
+
+    async def main() -> tuple[list[int], str, int]:
+        connections = 0
+
+        async def one_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")  # the next request: dropped unanswered
+            writer.close()
+
+        server = await asyncio.start_server(one_answer, "127.0.0.1", 0)
+        client = Client(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", timeout=5)
+        statuses = [(await client.request("GET", "/")).status_code for _ in range(3)]
+        error = ""
+        try:
+            await client.request("POST", "/", json={})
+        except HTTPError as exc:
+            error = str(exc)
+        await client.aclose()
+        server.close()
+        return statuses, error, connections
+
+    statuses, error, connections = asyncio.run(main())
+    assert statuses == [200, 200, 200]  # the 2nd and 3rd were retried on fresh connections
+    assert connections == 3  # GET 2 and GET 3 each found theirs dropped and took a new one
+    assert "closed the connection" in error  # the POST was dropped too, and not retried

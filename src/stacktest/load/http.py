@@ -42,12 +42,15 @@ class _Connection(asyncio.Protocol):
         self.buffer = bytearray()
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
+        #: Bytes received over the connection's life (tells "no answer at all" apart).
+        self.received = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
+        self.received += len(data)
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
@@ -161,9 +164,11 @@ class Client:
         except OSError as exc:
             raise HTTPError(f"{type(exc).__name__}: {exc}") from None
 
-    async def _exchange(self, payload: bytes, head_only: bool, retry: bool) -> Response:
+    async def _exchange(
+        self, payload: bytes, head_only: bool, retry: bool, fresh: bool = False
+    ) -> Response:
         conn = None
-        while self._idle:
+        while self._idle and not fresh:
             candidate = self._idle.pop()
             if not candidate.closed and not candidate.buffer:
                 conn = candidate
@@ -173,6 +178,7 @@ class Client:
         reused = conn is not None
         if conn is None:
             conn = await self._connect()
+        before = conn.received
         try:
             assert conn.transport is not None
             conn.transport.write(payload)
@@ -180,9 +186,10 @@ class Client:
         except HTTPError:
             if conn.transport is not None:
                 conn.transport.close()
-            if reused and retry and not response_started(conn):
-                # a kept-alive connection the server had closed: a safe request, once more
-                return await self._exchange_fresh(payload, head_only)
+            if reused and retry and conn.received == before:
+                # a kept-alive connection the server had closed, and not a byte of an
+                # answer: a safe request, once more, on a new connection
+                return await self._exchange(payload, head_only, retry=False, fresh=True)
             raise
         except BaseException:
             if conn.transport is not None:
@@ -197,17 +204,6 @@ class Client:
             conn.transport.close()
         return response
 
-    async def _exchange_fresh(self, payload: bytes, head_only: bool) -> Response:
-        conn = await self._connect()
-        try:
-            assert conn.transport is not None
-            conn.transport.write(payload)
-            response = await conn.read_response(head_only)
-        finally:
-            if conn.transport is not None:
-                conn.transport.close()
-        return response
-
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
         _, conn = await loop.create_connection(_Connection, self.host, self.port)
@@ -219,6 +215,3 @@ class Client:
                 conn.transport.close()
         self._idle.clear()
 
-
-def response_started(conn: _Connection) -> bool:
-    return bool(conn.buffer)

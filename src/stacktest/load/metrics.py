@@ -32,7 +32,7 @@ def new_histogram() -> HdrHistogram:
 
 
 def record(hist: HdrHistogram, micros: float) -> None:
-    hist.record_value(int(min(max(micros, LOWEST_US), HIGHEST_US)))
+    hist.record_value(_clamp(micros))
 
 
 def _clamp(micros: float) -> int:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import importlib.util
 import multiprocessing
-import os
 import random
 import resource
 import sys
@@ -418,6 +417,3 @@ def run_load(
     workers = int(options.pop("workers", 1))
     return LoadTest(scenario, base_url, phases, **options).run(workers=workers)
 
-
-def default_workers() -> int:
-    return os.cpu_count() or 1
