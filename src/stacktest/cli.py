@@ -152,19 +152,24 @@ def up(
     raise typer.Exit(code)
 
 
-def _up_detached(spec: StackSpec, file: Path) -> None:
+def _start_detached_showing_progress(spec: StackSpec, console: Any) -> dict[str, Any]:
+    """``start_detached`` under a spinner naming the services still starting; errors exit 1."""
     from stacktest.cli_up import start_detached
     from stacktest.errors import StackError
 
-    console = _console()
-    started = time.monotonic()
     with console.status("starting services...") as progress:
         try:
-            state = start_detached(
+            return start_detached(
                 spec, on_progress=lambda w: progress.update(f"starting: {', '.join(w) or '...'}")
             )
         except StackError as exc:
             _fail(str(exc))
+
+
+def _up_detached(spec: StackSpec, file: Path) -> None:
+    console = _console()
+    started = time.monotonic()
+    state = _start_detached_showing_progress(spec, console)
     console.print(_status_table(state))
     console.print(
         f"[green]ready[/] in {time.monotonic() - started:.2f}s "
@@ -203,9 +208,8 @@ def run_tests(
     """
     import subprocess
 
-    from stacktest.cli_up import start_detached, stop_running
+    from stacktest.cli_up import stop_running
     from stacktest.engine.rundir import RunDir
-    from stacktest.errors import StackError
 
     spec = _load(file)
     run_dir = RunDir(spec.run_dir)
@@ -215,14 +219,7 @@ def run_tests(
         console.print(f"stacktest: using the stack already running from {spec.run_dir}")
     else:
         started = time.monotonic()
-        with console.status("starting services...") as progress:
-            try:
-                start_detached(
-                    spec,
-                    on_progress=lambda w: progress.update(f"starting: {', '.join(w) or '...'}"),
-                )
-            except StackError as exc:
-                _fail(str(exc))
+        _start_detached_showing_progress(spec, console)
         console.print(f"stacktest: stack ready in {time.monotonic() - started:.2f}s")
     argv = [sys.executable, "-m", "pytest", f"--stack={spec.source}", "--stack-attach", *ctx.args]
     code = 1
