@@ -4,7 +4,7 @@
         dsn = stack["db"].url
 
 :class:`Stack` runs an :class:`~stacktest.engine.runtime.AsyncStack` on an event loop
-in a background thread, so services stay supervised (and, later, proxied) while
+in a background thread, so services stay supervised (and their edges proxied) while
 the calling code blocks. Async code uses ``AsyncStack`` directly.
 """
 
