@@ -66,7 +66,6 @@ class Service:
             pids=tuple(r.pid for r in runs),
         )
 
-
     @classmethod
     def from_state(cls, name: str, state: Mapping[str, Any]) -> Service:
         """The view of a service from a run directory's ``state.json``."""
@@ -196,7 +195,7 @@ class Stack(Operations):
     @property
     def toxiproxy_url(self) -> str | None:
         """The Toxiproxy-compatible API over this stack's fault proxies."""
-        return self.engine.toxiproxy.url
+        return self.engine.faults.toxiproxy.url
 
     def _request(self, request: dict[str, Any]) -> dict[str, Any]:
         engine = self.engine

@@ -120,6 +120,9 @@ def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
     control = json.loads((project / ".stacktest" / "state.json").read_text())["control"]
     assert len(first) == 3 and all(pid_alive(p) for p in first)
     db_pid = json.loads((project / ".stacktest" / "state.json").read_text())["instances"]["db"]["pid"]
+    sock = json.loads((project / ".stacktest" / "state.json").read_text())["instances"]["cache"][
+        "unix_socket"
+    ]
     # postgres keeps its dynamic shared memory in the data dir: a SIGKILL leaks nothing in /dev/shm
     assert shm_segments_mapped(db_pid) == []
     fg.send_signal(signal.SIGKILL)
@@ -132,6 +135,8 @@ def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
     assert up.returncode == 0, up.stderr + up.stdout
     assert wait_gone(first) == []
     assert not Path(control).exists()  # the dead owner's control socket is gone too
+    # and so is its valkey's unix socket (the new run's has another name)
+    assert sock and not Path(sock).exists()
     second = instance_pids(project)
     assert not set(first) & set(second)
     state = json.loads((project / ".stacktest" / "state.json").read_text())

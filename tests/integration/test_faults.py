@@ -100,6 +100,7 @@ def test_psql_through_a_latency_toxic_shows_the_added_delay(stack: Stack) -> Non
     psql = str(find_bin_dir()[0] / "psql")
     if not Path(psql).exists():
         psql = str(Path(sys.executable).parent.parent / "lib")  # never reached with the wheel
+
     def query_ms() -> float:
         out = subprocess.run(
             [psql, url, "-X", "-c", "\\timing on", "-c", "select 1"],
@@ -324,13 +325,19 @@ def test_toxiproxy_python_client_drives_the_proxies(stack: Stack) -> None:
     assert httpx.delete(f"{api}/proxies/client-%3Ecache/toxics/slow").status_code == 204
     populated = httpx.post(
         f"{api}/populate",
-        json=[{"name": "pop", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{stack['cache'].port}"}],
+        json=[
+            {"name": "pop", "listen": "127.0.0.1:0", "upstream": f"127.0.0.1:{stack['cache'].port}"}
+        ],
     )
     assert populated.status_code == 201
     (made_by_populate,) = populated.json()["proxies"]
     pop_host, pop_port = made_by_populate["listen"].split(":")
     assert redis.Redis(host=pop_host, port=int(pop_port)).ping()
     assert httpx.delete(f"{api}/proxies/pop").status_code == 204
+    events = [json.loads(line) for line in stack.run_dir.events_file.read_text().splitlines()]
+    assert {("pop", "fault: created"), ("pop", "fault: deleted")} <= {
+        (e["service"], e["event"]) for e in events
+    }
     assert httpx.get(f"{api}/proxies/nope").status_code == 404
     # a proxy of its own, made through the API
     made = server.create(upstream=f"127.0.0.1:{stack['cache'].port}", name="mine")
@@ -338,6 +345,87 @@ def test_toxiproxy_python_client_drives_the_proxies(stack: Stack) -> None:
     assert redis.Redis(host=mine_host, port=int(mine_port)).ping()
     made.destroy()
     assert server.reset()
+
+
+def test_a_valkey_edge_relays_over_the_servers_unix_socket(stack: Stack) -> None:
+    """The proxy reaches Valkey over its private unix socket (flag U: a unix client)."""
+    info = cache_client(stack).client_info()
+    assert info["addr"].startswith("/") and "U" in info["flags"], info
+    direct = redis.Redis(host="127.0.0.1", port=stack["cache"].port).client_info()
+    assert not direct["addr"].startswith("/")
+
+
+def test_valkey_auth_holds_through_the_unix_socket_and_nothing_is_left(tmp_path: Path) -> None:
+    (tmp_path / "stack.toml").write_text(textwrap.dedent("""
+        [services.cache]
+        use = "valkey"
+        password = true
+
+        [services.app]
+        command = ["sleep", "3600"]
+        depends_on = { cache = { proxy = true } }
+    """))  # fmt: skip
+    with Stack.from_file(tmp_path / "stack.toml") as stack:
+        host, port = stack.proxy_address("app->cache")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host=host, port=port, password="wrong").ping()
+        with socket.create_connection((host, port), timeout=5) as raw:
+            raw.sendall(b"SET k v\r\n")
+            assert raw.recv(100).startswith(b"-NOAUTH")
+        client = redis.Redis(host=host, port=port, password=stack["cache"].password)
+        assert client.ping() and client.client_info()["addr"].startswith("/")
+        sock = Path(client.client_info()["laddr"].rsplit(":", 1)[0])
+        assert sock.stat().st_mode & 0o777 == 0o700
+        client.close()
+        stack.kill("cache")  # a killed server leaves its socket file behind...
+        stack.start_service("cache")
+        assert redis.Redis(host=host, port=port, password=stack["cache"].password).ping()
+    assert not sock.exists()  # ...and stopping the stack removes it
+
+
+def test_a_proxy_falls_back_to_tcp_when_the_unix_socket_is_gone(stack: Stack) -> None:
+    """Also an EdgeProxy on the standard asyncio loop, outside any stack."""
+    from stacktest.faults.proxy import EdgeProxy
+
+    async def scenario() -> bytes:
+        upstream = ("127.0.0.1", stack["cache"].port)
+        proxy = EdgeProxy("t->cache", ("127.0.0.1", 0), upstream, upstream_unix="/nonexistent.sock")
+        await proxy.start()
+        try:
+            reader, writer = await asyncio.open_connection(*proxy.listen)
+            writer.write(b"PING\r\n")
+            answer = await asyncio.wait_for(reader.readline(), 5)
+            writer.close()
+            return answer
+        finally:
+            await proxy.stop()
+
+    assert asyncio.run(scenario()) == b"+PONG\r\n"
+
+
+def test_a_blocking_client_in_an_async_test_does_not_stall_the_proxy(tmp_path: Path) -> None:
+    """The proxies run on their own loop: a blocking call through one, made on the loop
+    that runs the stack, gets its answer (it would hang if they shared that loop)."""
+    from stacktest import AsyncStack
+
+    (tmp_path / "stack.toml").write_text(textwrap.dedent("""
+        [services.cache]
+        use = "valkey"
+
+        [services.app]
+        command = ["sleep", "3600"]
+        depends_on = { cache = { proxy = true } }
+    """))  # fmt: skip
+
+    async def scenario() -> bytes:
+        async with AsyncStack.from_file(tmp_path / "stack.toml") as stack:
+            state = json.loads(stack.run_dir.state_file.read_text())
+            host, port = state["proxies"]["app->cache"]["listen"].split(":")
+            with socket.create_connection((host, int(port)), timeout=5) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(100)  # blocks this loop: only another loop can relay
+
+    assert asyncio.run(scenario()) == b"+PONG\r\n"
 
 
 def test_unknown_edges_and_services_are_clear_errors(stack: Stack) -> None:
@@ -367,7 +455,11 @@ def test_a_nemesis_always_ends_healed_and_nothing_is_lost(stack: Stack) -> None:
     client = cache_client(stack, timeout=0.5)
     client.delete("counter")
     history = History()
-    faults = [nem.pause("cache"), nem.link_down("client->cache"), nem.toxic("client->cache", latency="50ms")]
+    faults = [
+        nem.pause("cache"),
+        nem.link_down("client->cache"),
+        nem.toxic("client->cache", latency="50ms"),
+    ]
     with nem.Nemesis(stack, faults, every="0.3s", hold="0.15s", mode="cycle", history=history) as n:
         deadline = time.monotonic() + 1.5
         while time.monotonic() < deadline:

@@ -104,7 +104,13 @@ def ops(history: History, *entries: tuple[str, str, object, str]) -> None:
 
 def test_set_finds_a_lost_write_and_tolerates_an_unknown() -> None:
     h = History()
-    ops(h, ("a", "add", 1, "ok"), ("a", "add", 2, "ok"), ("b", "add", 3, "info"), ("b", "add", 4, "fail"))
+    ops(
+        h,
+        ("a", "add", 1, "ok"),
+        ("a", "add", 2, "ok"),
+        ("b", "add", 3, "info"),
+        ("b", "add", 4, "fail"),
+    )
     invoke = h.invoke("read", None, "c")
     h.ok(invoke, [1, 3])
     result = set_checker(h)
@@ -189,7 +195,46 @@ def test_history_ops_and_file(tmp_path) -> None:
     with h.op("enqueue", 3) as op:
         op.fail("refused: 503")
     kinds = [(o.type, o.value) for o in h.ops]
-    assert kinds == [("invoke", 1), ("ok", 1), ("invoke", 2), ("info", 2), ("invoke", 3), ("fail", 3)]
+    assert kinds == [
+        ("invoke", 1),
+        ("ok", 1),
+        ("invoke", 2),
+        ("info", 2),
+        ("invoke", 3),
+        ("fail", 3),
+    ]
     loaded = History.load(tmp_path / "h.jsonl")
-    assert [(o.type, o.value, o.error) for o in loaded.ops] == [(o.type, o.value, o.error) for o in h.ops]
+    assert [(o.type, o.value, o.error) for o in loaded.ops] == [
+        (o.type, o.value, o.error) for o in h.ops
+    ]
     assert loaded.ops[3].error == "TimeoutError: no answer"
+
+
+# -- the fault plane's event loop ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("setting", "module"), [(None, "uvloop"), ("auto", "uvloop"), ("uvloop", "uvloop"),
+                            ("asyncio", "asyncio"), (" AsyncIO ", "asyncio")],
+)  # fmt: skip
+def test_the_proxy_loop_is_uvloop_unless_turned_off(
+    monkeypatch: pytest.MonkeyPatch, setting: str | None, module: str
+) -> None:
+    from stacktest.faults.plane import LOOP_ENV, new_loop
+
+    if setting is None:
+        monkeypatch.delenv(LOOP_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LOOP_ENV, setting)
+    loop = new_loop()
+    try:
+        assert type(loop).__module__.split(".")[0] == module
+    finally:
+        loop.close()
+
+
+def test_an_unknown_proxy_loop_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stacktest.errors import ConfigError
+    from stacktest.faults.plane import LOOP_ENV, new_loop
+
+    monkeypatch.setenv(LOOP_ENV, "trio")
+    with pytest.raises(ConfigError, match=r"STACKTEST_PROXY_LOOP='trio'.*\n.*auto"):
+        new_loop()

@@ -143,6 +143,10 @@ class RunDir:
             private = info.get("private_dir")
             if private:
                 shutil.rmtree(private, ignore_errors=True)
+            sock = info.get("unix_socket")  # outside the run dir, like private_dir
+            if sock:
+                with contextlib.suppress(OSError):
+                    Path(sock).unlink()
         control = state.get("control")
         if control:
             with contextlib.suppress(OSError):

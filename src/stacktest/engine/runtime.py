@@ -40,8 +40,7 @@ from stacktest.errors import (
     StackError,
     StackStateError,
 )
-from stacktest.faults.api import ToxiproxyAPI
-from stacktest.faults.edges import EdgeProxies
+from stacktest.faults.plane import FaultPlane
 from stacktest.faults.toxics import Toxic
 from stacktest.providers import provider_for
 from stacktest.providers.base import Instance, Provider
@@ -160,8 +159,7 @@ class AsyncStack:
         self._stop_on_shutdown = stop_on_shutdown
         self._background: set[asyncio.Task[Any]] = set()
         #: One fault proxy per proxied dependency edge, and the Toxiproxy API over them.
-        self.proxies = EdgeProxies()
-        self.toxiproxy = ToxiproxyAPI(self.proxies, self._proxy_event)
+        self.faults = FaultPlane(self._proxy_event)
         #: Instances a fault stopped or paused, so heal() knows what to bring back.
         self._stopped_by_fault: set[str] = set()
         self._paused: set[str] = set()
@@ -211,10 +209,9 @@ class AsyncStack:
             self._plan()
             self._write_state()
             await self._serve_control()
-            await self.proxies.start()
             api_port = allocate_port()
             self._ports.append(api_port)
-            await self.toxiproxy.start("127.0.0.1", api_port)
+            await self.faults.start(api_port)
             await self._start_all()
         except BaseException as exc:
             error = exc if isinstance(exc, StackError) else None
@@ -308,8 +305,12 @@ class AsyncStack:
             target = self._by_service[server][0].instance
             port = allocate_port()
             self._ports.append(port)
-            self.proxies.add(
-                client, server, (target.host, port), (target.host, target.port), self._proxy_event
+            self.faults.add_edge(
+                client,
+                server,
+                (target.host, port),
+                (target.host, target.port),
+                self._by_service[server][0].provider.unix_socket(target),
             )
         for run in self._running.values():
             self._render(run.instance)
@@ -322,7 +323,7 @@ class AsyncStack:
                 return instance.fields[ref.field]
             target = self._by_service[ref.service][0].instance
             # through the edge's fault proxy, when there is one
-            return self.proxies.fields_for(spec.name, ref.service, target.fields)[ref.field]
+            return self.faults.proxies.fields_for(spec.name, ref.service, target.fields)[ref.field]
 
         base = self.spec.base_dir
         instance.env = {key: render(value, resolve) for key, value in spec.env.items()}
@@ -580,8 +581,7 @@ class AsyncStack:
             await self._stop_graph()
         finally:
             with contextlib.suppress(Exception):
-                await self.proxies.stop()
-                await self.toxiproxy.stop()
+                await self.faults.stop()
             for run in self._running.values():
                 with contextlib.suppress(Exception):
                     await run.provider.cleanup(run.instance)
@@ -666,6 +666,7 @@ class AsyncStack:
                 "crashes": run.crashes,
                 "exit_code": run.exit_code,
                 "private_dir": run.private_dir,
+                "unix_socket": inst.scratch.get("unix_socket"),
                 "client_env": run.provider.client_env(inst) if inst.fields else {},
                 "client_args": run.provider.client_args(inst),
                 "client_bin_dirs": [str(p) for p in run.provider.client_bin_dirs(inst)],
@@ -683,8 +684,8 @@ class AsyncStack:
             "ready_at": self.ready_at,
             "control": str(self._control_path) if self._control_path else None,
             "reaped": self.reaped,
-            "proxies": self.proxies.to_json(),
-            "toxiproxy_api": self.toxiproxy.url,
+            "proxies": self.faults.snapshot,
+            "toxiproxy_api": self.faults.toxiproxy.url,
             "instances": instances,
         }
         with contextlib.suppress(OSError):
@@ -749,21 +750,24 @@ class AsyncStack:
         async def add_toxic(request: dict[str, Any]) -> dict[str, Any]:
             self._check("fault")
             # (each proxy change is an event, and _proxy_event writes the state)
-            toxic = self.proxies.add_toxic(str(request["edge"]), Toxic.from_json(request["toxic"]))
-            return {"toxic": toxic.to_json()}
+            edge, toxic = str(request["edge"]), Toxic.from_json(request["toxic"])
+            added = await self.faults.call(self.faults.proxies.add_toxic, edge, toxic)
+            return {"toxic": added.to_json()}
 
         async def remove_toxic(request: dict[str, Any]) -> None:
-            self.proxies.get(str(request["edge"])).remove_toxic(str(request["name"]))
+            edge, name = str(request["edge"]), str(request["name"])
+            await self.faults.call(lambda: self.faults.proxies.get(edge).remove_toxic(name))
 
         async def link(request: dict[str, Any]) -> None:
             self._check("fault")
-            await self.proxies.get(str(request["edge"])).set_enabled(bool(request["up"]))
+            edge, up = str(request["edge"]), bool(request["up"])
+            await self.faults.call(lambda: self.faults.proxies.get(edge).set_enabled(up))
 
         async def heal(request: dict[str, Any]) -> dict[str, Any]:
             return {"healed": await self.heal()}
 
         async def faults(request: dict[str, Any]) -> dict[str, Any]:
-            return {"proxies": self.proxies.to_json(), "paused": sorted(self._paused),
+            return {"proxies": self.faults.snapshot, "paused": sorted(self._paused),
                     "stopped": sorted(self._stopped_by_fault)}  # fmt: skip
 
         async def status(request: dict[str, Any]) -> dict[str, Any]:
@@ -842,7 +846,7 @@ class AsyncStack:
 
     async def heal(self) -> list[str]:
         """Undo every fault: toxics removed, links up, paused resumed, stopped started."""
-        healed = await self.proxies.heal()
+        healed: list[str] = await self.faults.call(self.faults.proxies.heal)
         for name in sorted(self._paused):
             await self.resume(name)
             healed.append(f"{name} resumed")

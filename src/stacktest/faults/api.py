@@ -49,6 +49,10 @@ class ToxiproxyAPI:
         self._server: asyncio.Server | None = None
         self.address: tuple[str, int] | None = None
 
+    def _event(self, what: str, detail: dict[str, Any]) -> None:
+        if self._on_event is not None:
+            self._on_event(what, detail)
+
     @property
     def url(self) -> str | None:
         return f"http://{self.address[0]}:{self.address[1]}" if self.address else None
@@ -152,6 +156,7 @@ class ToxiproxyAPI:
                 proxy = self._proxy(name)
                 await proxy.stop()
                 del self.proxies.proxies[proxy.name]
+                self._event("deleted", {"edge": proxy.name})
                 return 204, None
             case ("GET", [_, name, "toxics"]) if path[0] == "proxies":
                 return 200, [t.to_json() for t in self._proxy(name).toxics.values()]
@@ -188,6 +193,8 @@ class ToxiproxyAPI:
         proxy = EdgeProxy(name, listen, upstream, self._on_event)
         await proxy.start()
         self.proxies.proxies[name] = proxy
+        listening = f"{proxy.listen[0]}:{proxy.listen[1]}"
+        self._event("created", {"edge": name, "listen": listening, "upstream": data["upstream"]})
         if data.get("enabled") is False:
             await proxy.set_enabled(False)
         return proxy

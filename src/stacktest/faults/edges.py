@@ -44,9 +44,10 @@ class EdgeProxies:
         listen: tuple[str, int],
         upstream: tuple[str, int],
         on_event: EventSink | None = None,
+        upstream_unix: str | None = None,
     ) -> EdgeProxy:
         name = edge_name(client, server)
-        self.proxies[name] = EdgeProxy(name, listen, upstream, on_event)
+        self.proxies[name] = EdgeProxy(name, listen, upstream, on_event, upstream_unix)
         return self.proxies[name]
 
     def for_edge(self, client: str, server: str) -> EdgeProxy | None:

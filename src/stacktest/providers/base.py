@@ -98,6 +98,12 @@ class Provider(abc.ABC):
         """Forget the instance's state (it is stopped) so the next start begins fresh."""
         await asyncio.to_thread(shutil.rmtree, instance.data_dir, True)
 
+    def unix_socket(self, instance: Instance) -> str | None:
+        """A unix socket path that reaches the server exactly as its TCP port does (same
+        authentication), or None. An edge's fault proxy relays to it: cheaper than a
+        second loopback TCP hop."""
+        return None
+
     def client_env(self, instance: Instance) -> dict[str, str]:
         """Environment for ``stacktest exec``: how the provider's own clients connect."""
         return {}

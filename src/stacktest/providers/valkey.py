@@ -2,12 +2,17 @@
 
 Persistence is off unless asked for (``persistence = true`` turns on the
 append-only file in the instance's data directory). Readiness is a real PING.
+
+Besides its loopback port the server listens on a private unix socket (mode 0700;
+``requirepass`` applies there too), which the fault proxies of edges to it relay to.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from stacktest.providers import binaries
@@ -66,6 +71,19 @@ class ValkeyProvider(Provider):
             password=password,
             url=f"redis://{auth}{instance.host}:{instance.port}",
         )
+        # short and outside the run directory: a unix socket path has at most 107 bytes
+        sock = Path(tempfile.gettempdir()) / f"st-{instance.run_id[:10]}-{instance.name}.sock"
+        if len(str(sock)) < 100:
+            instance.scratch["unix_socket"] = str(sock)
+
+    def unix_socket(self, instance: Instance) -> str | None:
+        return instance.scratch.get("unix_socket")
+
+    async def cleanup(self, instance: Instance) -> None:
+        sock = instance.scratch.get("unix_socket")
+        if sock:  # the server removes it on a clean exit, not when killed
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sock)
 
     async def prepare(self, instance: Instance) -> Launch:
         options = instance.spec.options
@@ -89,6 +107,8 @@ class ValkeyProvider(Provider):
         ]
         if instance.fields["password"]:
             argv += ["--requirepass", instance.fields["password"]]
+        if "unix_socket" in instance.scratch:
+            argv += ["--unixsocket", instance.scratch["unix_socket"], "--unixsocketperm", "700"]
         for key, value in options.get("settings", {}).items():
             if isinstance(value, bool):
                 value = "yes" if value else "no"
