@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import redis
 
-from stacktest import Stack
+from stacktest import Stack, eventually
 from stacktest.errors import FaultError
 from stacktest.faults import nemesis as nem
 from stacktest.faults.history import History, counter
@@ -334,10 +334,13 @@ def test_toxiproxy_python_client_drives_the_proxies(stack: Stack) -> None:
     pop_host, pop_port = made_by_populate["listen"].split(":")
     assert redis.Redis(host=pop_host, port=int(pop_port)).ping()
     assert httpx.delete(f"{api}/proxies/pop").status_code == 204
-    events = [json.loads(line) for line in stack.run_dir.events_file.read_text().splitlines()]
-    assert {("pop", "fault: created"), ("pop", "fault: deleted")} <= {
-        (e["service"], e["event"]) for e in events
-    }
+
+    def api_events() -> set[tuple[str, str]]:
+        lines = stack.run_dir.events_file.read_text().splitlines()
+        return {(e["service"], e["event"]) for e in map(json.loads, lines)}
+
+    # the API answers from the proxies' loop; the event log is written on the engine's
+    eventually(lambda: {("pop", "fault: created"), ("pop", "fault: deleted")} <= api_events())
     assert httpx.get(f"{api}/proxies/nope").status_code == 404
     # a proxy of its own, made through the API
     made = server.create(upstream=f"127.0.0.1:{stack['cache'].port}", name="mine")

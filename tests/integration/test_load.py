@@ -62,6 +62,19 @@ def test_p50_matches_the_known_service_time(api: str) -> None:
     assert result.valid, result.invalid_reasons
 
 
+async def hog_the_generator(session: Session) -> None:
+    time.sleep(0.03)  # noqa: ASYNC251 - on purpose: a blocking scenario stops the generator
+    await session.get("/fast", name="fast")
+
+
+def test_a_generator_that_falls_behind_marks_the_run_invalid(api: str) -> None:
+    result = LoadTest(hog_the_generator, api, [Phase("steady", "2s", 100)]).run()
+    assert not result.valid
+    (reason,) = result.invalid_reasons
+    assert "fell behind its schedule: schedule lag p99" in reason, reason
+    assert result.generator["schedule_lag_ms"]["p99"] > 100
+
+
 def test_a_stall_shows_in_the_corrected_p99_and_not_in_service_time(api: str) -> None:
     """The wrk2 demonstration: 5 connections work through a 100/s schedule; the server
     stalls for 1 s. Only the few requests in flight see the stall as service time; the

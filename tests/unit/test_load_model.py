@@ -174,3 +174,18 @@ def test_http_client_retries_only_safe_requests_on_a_stale_connection() -> None:
     assert statuses == [200, 200, 200]  # the 2nd and 3rd were retried on fresh connections
     assert connections == 3  # GET 2 and GET 3 each found theirs dropped and took a new one
     assert "closed the connection" in error  # the POST was dropped too, and not retried
+
+
+# -- the generator's own verdict -----------------------------------------------------------------
+def test_schedule_lag_is_judged_on_p99_with_enough_arrivals_else_on_the_median() -> None:
+    from stacktest.load.results import schedule_lag_verdict
+
+    hiccup = {"p50": 0.1, "p99": 18.0}
+    assert schedule_lag_verdict(20, hiccup, 10.0) is None  # one late arrival of twenty
+    verdict = schedule_lag_verdict(100, hiccup, 10.0)
+    assert verdict is not None and "p99 18.0 ms > 10 ms" in verdict
+    behind = {"p50": 12.0, "p99": 40.0}
+    few = schedule_lag_verdict(20, behind, 10.0)
+    assert few is not None and "p50 12.0 ms > 10 ms (only 20 arrivals" in few
+    assert schedule_lag_verdict(5000, {"p50": 0.01, "p99": 0.5}, 10.0) is None
+    assert schedule_lag_verdict(0, {}, 10.0) is None
