@@ -26,13 +26,13 @@ import inspect
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
+from stacktest.errors import ConfigError
 from stacktest.faults.api import ToxiproxyAPI
 from stacktest.faults.edges import EdgeProxies
 from stacktest.faults.proxy import EventSink
 
-T = TypeVar("T")
 LOOP_ENV = "STACKTEST_PROXY_LOOP"
 
 
@@ -40,8 +40,6 @@ def new_loop() -> asyncio.AbstractEventLoop:
     """uvloop's loop when it is installed and not turned off, else asyncio's."""
     choice = os.environ.get(LOOP_ENV, "auto").strip().lower()
     if choice not in ("auto", "uvloop", "asyncio"):
-        from stacktest.errors import ConfigError
-
         raise ConfigError(
             f"{LOOP_ENV}={choice!r} is not a loop stacktest knows",
             hint="use auto (uvloop when installed), uvloop or asyncio",
@@ -51,8 +49,6 @@ def new_loop() -> asyncio.AbstractEventLoop:
             import uvloop
         except ImportError:
             if choice == "uvloop":
-                from stacktest.errors import ConfigError
-
                 raise ConfigError(
                     f"{LOOP_ENV}=uvloop but uvloop is not installed",
                     hint="pip install uvloop, or unset the variable",
