@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from stacktest import eventually
 from stacktest.engine import procs
 from stacktest.engine.procs import alive as pid_alive
 from tests.helpers import run_stacktest, start_foreground_up
@@ -114,33 +115,55 @@ def shm_segments_mapped(pid: int) -> list[str]:
     return [line.split()[-1] for line in maps.splitlines() if "/dev/shm/PostgreSQL" in line]
 
 
-def test_kill_9_of_foreground_up_is_reaped_by_next_up(project: Path) -> None:
+def test_kill_9_of_foreground_up_leaves_nothing_running(project: Path) -> None:
+    """The owner's watchdog reaps its services at once; no other command is needed."""
     fg = start_foreground_up(project)
     first = instance_pids(project)
-    control = json.loads((project / ".stacktest" / "state.json").read_text())["control"]
+    state = json.loads((project / ".stacktest" / "state.json").read_text())
+    control, db_pid = state["control"], state["instances"]["db"]["pid"]
+    private, sock = state["instances"]["db"]["private_dir"], state["instances"]["cache"]["unix_socket"]
     assert len(first) == 3 and all(pid_alive(p) for p in first)
-    db_pid = json.loads((project / ".stacktest" / "state.json").read_text())["instances"]["db"]["pid"]
-    sock = json.loads((project / ".stacktest" / "state.json").read_text())["instances"]["cache"][
-        "unix_socket"
-    ]
     # postgres keeps its dynamic shared memory in the data dir: a SIGKILL leaks nothing in /dev/shm
     assert shm_segments_mapped(db_pid) == []
     fg.send_signal(signal.SIGKILL)
     fg.wait()
     assert fg.stdout is not None
     fg.stdout.close()
-    assert all(pid_alive(p) for p in first)  # orphans, until someone reaps them
+
+    assert wait_gone(first) == []
+
+    def stopped_state() -> dict | None:
+        state = json.loads((project / ".stacktest" / "state.json").read_text())
+        return state if state["state"] == "stopped" else None
+
+    after = eventually(stopped_state)
+    assert {"cache", "db", "web"} <= set(after["reaped"]), after["reaped"]
+    assert not Path(control).exists() and not Path(private).exists() and not Path(sock).exists()
+    assert list(procs.tagged(**{procs.TAG_RUN_DIR: str(project / ".stacktest")})) == []
+    assert not watchdogs_of(project)  # its work done, the watchdog is gone too
 
     up = stacktest("up", "-d", cwd=project)
     assert up.returncode == 0, up.stderr + up.stdout
-    assert wait_gone(first) == []
-    assert not Path(control).exists()  # the dead owner's control socket is gone too
-    # and so is its valkey's unix socket (the new run's has another name)
-    assert sock and not Path(sock).exists()
     second = instance_pids(project)
     assert not set(first) & set(second)
-    state = json.loads((project / ".stacktest" / "state.json").read_text())
-    assert state["state"] == "ready"
+    assert len(watchdogs_of(project)) == 1  # the new owner's
+    assert stacktest("down", cwd=project).returncode == 0
+    assert eventually(lambda: not watchdogs_of(project))  # a clean stop says goodbye to it
+
+
+def watchdogs_of(project: Path) -> list[int]:
+    """Live watchdog processes watching this project's run directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            watching = str(project / ".stacktest").encode() in argv
+            if b"stacktest.engine.watchdog" in argv and watching and pid_alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
 
 
 def test_foreground_up_stops_everything_on_ctrl_c(project: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from stacktest import eventually
 from stacktest.engine import procs
 from tests.helpers import run_stacktest
 
@@ -585,12 +586,15 @@ def test_ctrl_c_stops_the_stack(project: pytest.Pytester) -> None:
     assert leftover_pids(project.path) == []
 
 
-def test_a_killed_session_is_reaped_by_the_next(project: pytest.Pytester) -> None:
+def test_a_killed_session_leaves_nothing_running(project: pytest.Pytester) -> None:
+    """kill -9 of pytest: the stack's watchdog reaps the services, and the next session
+    starts cleanly in the same run directory."""
     proc = start_slow_session(project)
     orphans = leftover_pids(project.path)
+    assert len(orphans) == 3
     proc.kill()
     proc.wait()
-    assert leftover_pids(project.path) == orphans  # still running: nobody reaped them yet
+    eventually(lambda: leftover_pids(project.path) == [], timeout=10)
     (project.path / "test_slow.py").unlink()
     project.makepyfile(test_ok="def test_ok(stack):\n    pass\n")
     run(project).assert_outcomes(passed=1)

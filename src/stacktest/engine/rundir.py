@@ -64,11 +64,19 @@ class RunDir:
         """Become the owner of this run directory, or fail naming the current owner."""
         self.create()
         handle = open(self.path / "owner.lock", "a+")  # noqa: SIM115 - held for the run
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        deadline = time.monotonic() + 2
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                state = self.read_state() or {}
+                owner = state.get("owner_pid")
+                # held, but its owner is dead: a watchdog is reaping it (milliseconds)
+                if owner and not procs.alive(int(owner)) and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                    continue
             handle.close()
-            state = self.read_state() or {}
             raise StackStateError(
                 f"a stack is already running from {self.path} "
                 f"(owner pid {state.get('owner_pid', '?')}, state {state.get('state', '?')})\n"

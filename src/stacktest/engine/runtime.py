@@ -2,7 +2,8 @@
 
 :class:`AsyncStack` owns a run directory for as long as the stack runs. Start:
 
-1. take the run directory's owner lock and reap what a dead owner left;
+1. take the run directory's owner lock, reap what a dead owner left, and start the
+   watchdog that reaps this run if this process dies without stopping it;
 2. plan every instance: ports, fields (``url``, ``password``...), rendered
    ``command`` / ``env`` / ``cwd`` / ``ready``;
 3. start each service as soon as its own dependencies meet their condition,
@@ -32,6 +33,7 @@ from typing import Any
 from stacktest.engine import procs
 from stacktest.engine.ports import allocate_port, release_ports
 from stacktest.engine.rundir import RunDir
+from stacktest.engine.watchdog import Watchdog
 from stacktest.errors import (
     DependencyFailed,
     ServiceExited,
@@ -160,6 +162,8 @@ class AsyncStack:
         self._background: set[asyncio.Task[Any]] = set()
         #: One fault proxy per proxied dependency edge, and the Toxiproxy API over them.
         self.faults = FaultPlane(self._proxy_event)
+        #: Reaps this run if this process dies without stopping it (engine/watchdog.py).
+        self._watchdog = Watchdog(self.run_dir.path)
         #: Instances a fault stopped or paused, so heal() knows what to bring back.
         self._stopped_by_fault: set[str] = set()
         self._paused: set[str] = set()
@@ -205,6 +209,7 @@ class AsyncStack:
         self.run_dir.acquire()
         try:
             self.reaped = await asyncio.to_thread(self.run_dir.reap)
+            self._watchdog.start()  # from here on, the services end with this process
             self.run_dir.reset_for_new_run()
             self._plan()
             self._write_state()
@@ -598,6 +603,7 @@ class AsyncStack:
             self.state = final
             self._emit("stack", final.value)
             self._write_state()
+            await asyncio.to_thread(self._watchdog.stand_down)
             self.run_dir.release()
 
     async def _stop_graph(self) -> None:
