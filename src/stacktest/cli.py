@@ -485,8 +485,9 @@ if __name__ == "__main__":
 
 
 def _register_more_commands() -> None:
-    from stacktest import cli_faults, cli_load
+    from stacktest import cli_cache, cli_faults, cli_load
 
+    cli_cache.register(app)
     cli_faults.register(app)
     cli_load.register(app)
 

@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -327,9 +328,10 @@ class PostgresProvider(Provider):
             key = cached.name
             spare = claim_spare(private.parent, key)
             if spare is not None:
-                os.rename(spare / "data", data)
+                with contextlib.suppress(OSError):  # removed meanwhile (`stacktest cache clean`)
+                    os.rename(spare / "data", data)
                 shutil.rmtree(spare, ignore_errors=True)
-            else:
+            if not data.exists():
                 await asyncio.to_thread(_copy_data_dir, cached, data, user)
             refill_spares_in_background(private.parent, cached, user)
         link = instance.data_dir / "data"
@@ -462,6 +464,49 @@ def scratch_root(mode: object) -> Path:
     if mode is True or (mode == "auto" and _usable_tmpfs()):
         return SHM
     return Path(tempfile.gettempdir())
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One place where stacktest keeps Postgres data between runs."""
+
+    what: str  # "initialised data directories" / "spare copies"
+    path: Path
+    entries: int
+    size: int  # bytes
+
+
+def cache_entries() -> list[CacheEntry]:
+    """The cached initialised data directories, and the spare copies (in /dev/shm and
+    the temp dir): what ``stacktest cache`` shows and ``stacktest cache clean`` removes."""
+    found = []
+    places = [("initialised data directories", cache_root() / "postgres")]
+    places += [("spare copies", spare_root(base)) for base in (SHM, Path(tempfile.gettempdir()))]
+    for what, path in places:
+        if path.is_dir():
+            keys = [p for p in path.iterdir() if p.is_dir()]
+            found.append(CacheEntry(what, path, len(keys), _tree_size(path)))
+    return found
+
+
+def clean_cache(*, everything: bool) -> list[CacheEntry]:
+    """Remove the spare copies (RAM, when they live in /dev/shm), and with ``everything``
+    the initialised data directories too (the next start builds one again: ~1 s)."""
+    removed = []
+    for entry in cache_entries():
+        if entry.what == "spare copies" or everything:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
 
 
 def _copy_data_dir(cached: Path, data: Path, user: str | None) -> None:
