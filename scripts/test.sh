@@ -14,6 +14,8 @@ echo "==> pytest: stacktest"
 python -m pytest -n "${STACKTEST_TEST_WORKERS:-2}" "$@"
 echo "==> pytest: examples/quickstart (stacktest test)"
 python -m stacktest test --file examples/quickstart/stack.toml -- -p no:cacheprovider -q examples/quickstart/tests
+echo "==> pytest: examples/quickstart from its docker-compose.yml (stacktest test)"
+python -m stacktest test --file examples/quickstart/docker-compose.yml -- -p no:cacheprovider -q examples/quickstart/tests
 if [ "${STACKTEST_SKIP_TASKFLOW:-0}" != "1" ]; then
     echo "==> pytest: examples/taskflow (stacktest test)"
     cd "$ROOT/examples/taskflow"

@@ -79,13 +79,14 @@ class StackSession:
 
     def _load(self) -> StackSpec:
         from stacktest.errors import ConfigError
-        from stacktest.spec.load import load_stack
+        from stacktest.spec.load import default_compose_fallback, load_stack
 
         settings = self.settings
-        if not settings.file.is_file():
+        if not default_compose_fallback(settings.file).is_file():
             raise StackUnavailable(
                 f"stacktest: no stack file at {settings.file} (from {settings.file_source})\n"
-                "  hint: write a stack.toml at the rootdir, or point --stack / STACKTEST_FILE /"
+                "  hint: write a stack.toml (or a docker-compose.yml) at the rootdir, or point"
+                " --stack / STACKTEST_FILE /"
                 " the stack_file ini key at one"
             )
         try:

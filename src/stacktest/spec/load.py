@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from stacktest.errors import ConfigError
 from stacktest.spec import schema
+from stacktest.spec.compose import COMPOSE_NAMES, is_compose_file, load_compose
 from stacktest.spec.model import (
     PROVIDERS,
     Condition,
@@ -49,7 +50,7 @@ def parse_duration(value: object) -> float:
 
 def load_stack(path: str | Path = DEFAULT_FILE) -> StackSpec:
     """Read and validate a stack file."""
-    source = Path(path).absolute()
+    source = default_compose_fallback(Path(path).absolute())
     if not source.exists():
         raise ConfigError(
             "no such file",
@@ -57,9 +58,16 @@ def load_stack(path: str | Path = DEFAULT_FILE) -> StackSpec:
             hint="create a stack.toml (see docs/stack-file.md) or pass --file PATH",
         )
     if source.is_dir():
-        source = source / DEFAULT_FILE
-        if not source.exists():
-            raise ConfigError("directory has no stack.toml", file=source.parent)
+        found = [source / n for n in (DEFAULT_FILE, *COMPOSE_NAMES) if (source / n).exists()]
+        if not found:
+            raise ConfigError(
+                "directory has no stack.toml (nor a compose file)",
+                file=source,
+                hint="create a stack.toml (see docs/stack-file.md) or pass --file PATH",
+            )
+        source = found[0]
+    if is_compose_file(source):
+        return parse_stack(load_compose(source), source=source)
     text = source.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
@@ -67,6 +75,14 @@ def load_stack(path: str | Path = DEFAULT_FILE) -> StackSpec:
         line = _line_from_message(str(exc))
         raise ConfigError(f"not valid TOML: {exc}", file=source, line=line) from None
     return parse_stack(data, source=source, text=text)
+
+
+def default_compose_fallback(source: Path) -> Path:
+    """A missing ``stack.toml`` in a directory with a compose file means that file."""
+    if source.exists() or source.name != DEFAULT_FILE:
+        return source
+    found = [source.parent / n for n in COMPOSE_NAMES if (source.parent / n).is_file()]
+    return found[0] if found else source
 
 
 def parse_stack(data: Mapping[str, Any], *, source: Path, text: str = "") -> StackSpec:
