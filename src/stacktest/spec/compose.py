@@ -77,6 +77,7 @@ class _Translator:
         self.source = source
         self.lines = text.splitlines()
         self.dotenv = _read_dotenv(source.parent / ".env")
+        self.left_out: set[str] = set()
 
     # -- errors ---------------------------------------------------------------------------
     def fail(self, key: str, problem: str, hint: str | None = None) -> NoReturn:
@@ -107,6 +108,7 @@ class _Translator:
             for name, body in services.items()
             if not (body or {}).get("profiles") and not _ext(body).get("skip")
         }
+        self.left_out = set(services) - set(kept)
         ports = {name: self.container_port(name, body) for name, body in kept.items()}
         out = {name: self.service(name, body, ports) for name, body in kept.items()}
         self.refer_to_passwords(out)
@@ -157,7 +159,13 @@ class _Translator:
             if replicas is not None:
                 table["replicas"] = replicas
         if "depends_on" in body:
-            table["depends_on"] = self.depends_on(key, body["depends_on"])
+            deps = self.depends_on(key, body["depends_on"])
+            # a dependency left out (x-stacktest.skip, a profile) is not waited for
+            table["depends_on"] = (
+                {d: c for d, c in deps.items() if d not in self.left_out}
+                if isinstance(deps, dict)
+                else [d for d in deps if d not in self.left_out]
+            )
         restart = body.get("restart")
         if restart is not None:
             table["restart"] = _RESTART.get(str(restart).split(":")[0], str(restart))
