@@ -46,7 +46,8 @@ def main() -> int:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     started = time.monotonic()
     code = subprocess.run(
-        [sys.executable, "-m", "stacktest", "test", "--file", str(TASKFLOW / "stack.toml"), "--",
+        [sys.executable, "-m", "stacktest", "test", "--file", str(TASKFLOW / "stack.toml"),
+         "--report", str(REPORTS / "taskflow"), "--",
          "-p", "no:cacheprovider", "-q", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
         cwd=TASKFLOW, env=env,
     ).returncode  # fmt: skip
@@ -61,6 +62,8 @@ def main() -> int:
     print("\n".join(lines))
     (REPORTS / "taskflow.md").write_text("\n".join(lines) + "\n")
     print(f"\n==> report: {(REPORTS / 'taskflow.md').relative_to(ROOT)}; "
+          f"HTML (services, timeline of faults, tests): "
+          f"{(REPORTS / 'taskflow' / 'report.html').relative_to(ROOT)}; "
           f"JUnit: {junit.relative_to(ROOT)}; service logs: examples/taskflow/.stacktest/logs/")  # fmt: skip
     return code
 

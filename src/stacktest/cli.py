@@ -199,12 +199,25 @@ def run_tests(
     keep: Annotated[
         bool, typer.Option("--keep", help="Leave the stack running afterwards.")
     ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Directory for junit.xml, summary.md and report.html (default: RUN_DIR/report).",
+        ),
+    ] = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Write no report.")
+    ] = False,
 ) -> None:
-    """Start the stack, run pytest against it, stop it; the exit code is pytest's.
+    """Start the stack, run pytest against it, stop it, write a report; the exit code is
+    pytest's.
 
     Arguments after `--` go to pytest: `stacktest test -- -x -n 2 tests/`. Every
     pytest worker attaches to the one stack (--stack-attach). A stack already running
-    from the stack file is used as it is and left running.
+    from the stack file is used as it is and left running. The report (Markdown summary,
+    self-contained HTML) covers the tests (JUnit XML: yours if you pass --junitxml),
+    the services, the timeline of events and faults, and load runs.
     """
     import subprocess
 
@@ -222,6 +235,12 @@ def run_tests(
         _start_detached_showing_progress(spec, console)
         console.print(f"stacktest: stack ready in {time.monotonic() - started:.2f}s")
     argv = [sys.executable, "-m", "pytest", f"--stack={spec.source}", "--stack-attach", *ctx.args]
+    report_dir = (report or spec.run_dir / "report").absolute()
+    junit = _junit_path(ctx.args)
+    if junit is None and not no_report:
+        junit = report_dir / "junit.xml"
+        junit.unlink(missing_ok=True)
+        argv.append(f"--junitxml={junit}")
     code = 1
     try:
         proc = subprocess.Popen(argv)
@@ -232,7 +251,57 @@ def run_tests(
     finally:
         if not already and not keep:
             console.print(f"stacktest: {stop_running(run_dir, timeout=30)}")
+    if not no_report:
+        _write_report(spec.run_dir, junit, report_dir, console)
     raise typer.Exit(code)
+
+
+def _junit_path(args: list[str]) -> Path | None:
+    """The JUnit XML path among pytest's arguments (--junitxml=F, --junit-xml F)."""
+    for i, arg in enumerate(args):
+        for flag in ("--junitxml", "--junit-xml"):
+            if arg.startswith(flag + "="):
+                return Path(arg.split("=", 1)[1]).absolute()
+            if arg == flag and i + 1 < len(args):
+                return Path(args[i + 1]).absolute()
+    return None
+
+
+def _write_report(run_dir: Path, junit: Path | None, out: Path, console: Any) -> None:
+    from stacktest.errors import StackError
+    from stacktest.report import collect, write_reports
+
+    try:
+        md, html = write_reports(collect(run_dir, junit), out)
+    except (StackError, OSError) as exc:  # the tests' exit code stands; say why, plainly
+        console.print(f"stacktest: no report: {_escape(str(exc))}")
+        return
+    console.print(f"stacktest: report: {_escape(str(html))} (summary: {_escape(str(md))})")
+
+
+@app.command()
+def report(
+    file: FileOpt = DEFAULT_FILE,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="JUnit XML of the tests to include.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory to write to (default: RUN_DIR/report).")
+    ] = None,
+) -> None:
+    """Write summary.md and report.html for the last run of the stack (running or stopped):
+    services, timeline of events and faults, load runs, and the tests of --junit."""
+    spec = _load(file)
+    if junit is not None and not junit.exists():
+        _fail(f"no JUnit XML at {junit}\n  hint: pass the file pytest wrote with --junitxml")
+    target = out or spec.run_dir / "report"
+    default_junit = target / "junit.xml"
+    _write_report(
+        spec.run_dir,
+        junit or (default_junit if default_junit.exists() else None),
+        target,
+        _console(),
+    )
 
 
 # -- looking at it ----------------------------------------------------------------------

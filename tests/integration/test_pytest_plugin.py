@@ -623,8 +623,18 @@ def test_stacktest_test_runs_pytest_against_the_stack_and_stops_it(
     assert "stopped" in result.stderr
     assert leftover_pids(project.path) == []
     assert stacktest("status", cwd=project.path).returncode == 3
+    # the report: tests, services, the failure's message
+    report = project.path / ".stacktest" / "report"
+    assert f"report: {report / 'report.html'}" in " ".join(result.stderr.split())
+    summary = (report / "summary.md").read_text()
+    assert summary.startswith("# ") and ": FAILED" in summary, summary
+    assert "Tests: 1 passed, 1 failed" in summary and "| db | postgres | stopped |" in summary
+    html = (report / "report.html").read_text()
+    assert "test_bad" in html and "expected failure" in html and "<svg" in html
 
-    kept = stacktest("test", "--keep", "--", "-q", "-p", "no:cacheprovider", "-k", "ok",
-                     cwd=project.path)  # fmt: skip
+    kept = stacktest("test", "--keep", "--report", "out", "--", "-q", "-p", "no:cacheprovider",
+                     "-k", "ok", "--junitxml=mine.xml", cwd=project.path)  # fmt: skip
     assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert (project.path / "mine.xml").exists() and not (project.path / "out" / "junit.xml").exists()
+    assert ": PASSED" in (project.path / "out" / "summary.md").read_text()  # from mine.xml
     assert stacktest("status", cwd=project.path).returncode == 0  # left running, as asked
