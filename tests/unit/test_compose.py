@@ -35,6 +35,9 @@ services:
       DATABASE_URL: postgres://shop:${SHOP_PW:-s3cret}@db:5432/shop
       REDIS_URL: redis://:hunter22@cache:6379/0
       NATS: nats://bus:4222
+      BUS_DEFAULT_PORT: nats://bus
+      DB_NO_PORT: postgresql://shop@db/shop?sslmode=disable
+      WEB_NO_PORT: http://api/health
       PGHOST: db
       PGPORT: "5432"
       PORT: 8000
@@ -101,6 +104,9 @@ def test_own_services_become_processes_wired_to_the_local_servers(shop: Path) ->
     assert api.env["DATABASE_URL"] == "postgres://shop:{db.password}@{db.host}:{db.port}/shop"
     assert api.env["REDIS_URL"] == "redis://:{cache.password}@{cache.host}:{cache.port}/0"
     assert api.env["NATS"] == "nats://{bus.host}:{bus.port}"
+    assert api.env["BUS_DEFAULT_PORT"] == "nats://{bus.host}:{bus.port}"  # nats' default port
+    assert api.env["DB_NO_PORT"] == "postgresql://shop@{db.host}:{db.port}/shop?sslmode=disable"
+    assert api.env["WEB_NO_PORT"] == "http://api/health"  # port 80 is not api's 8000: kept
     assert (api.env["PGHOST"], api.env["PGPORT"]) == ("{db.host}", "{db.port}")
     assert api.env["PORT"] == "{port}"  # its own container port
     assert api.env["GREETING"] == "{{not a reference}}"  # literal braces stay literal

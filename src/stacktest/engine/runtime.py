@@ -852,7 +852,9 @@ class AsyncStack:
 
     async def heal(self) -> list[str]:
         """Undo every fault: toxics removed, links up, paused resumed, stopped started."""
-        healed: list[str] = await self.faults.call(self.faults.proxies.heal)
+        healed: list[str] = (
+            await self.faults.call(self.faults.proxies.heal) if self.faults.running else []
+        )
         for name in sorted(self._paused):
             await self.resume(name)
             healed.append(f"{name} resumed")

@@ -72,6 +72,10 @@ class FaultPlane:
         self.snapshot: dict[str, Any] = {}
 
     @property
+    def running(self) -> bool:
+        return self._loop is not None
+
+    @property
     def loop_name(self) -> str:
         return type(self._loop).__module__.split(".")[0] if self._loop else "none"
 

@@ -46,6 +46,9 @@ IMAGES: dict[str, tuple[str, int]] = {
     "nats": ("nats", 4222),
 }
 INITDB = "/docker-entrypoint-initdb.d"
+#: URL schemes whose default port a host without one implies.
+DEFAULT_PORTS = {"postgres": 5432, "postgresql": 5432, "redis": 6379, "rediss": 6379,
+                 "valkey": 6379, "nats": 4222, "http": 80, "https": 443}  # fmt: skip
 _RESTART = {"no": "no", "on-failure": "on-failure", "always": "on-failure",
             "unless-stopped": "on-failure"}  # fmt: skip
 _INTERPOLATION = re.compile(
@@ -269,9 +272,19 @@ class _Translator:
             for other, port in ports.items():
                 if port is None:
                     continue
+                local = f"{{{other}.host}}:{{{other}.port}}"
+                value = re.sub(rf"(?<![\w.-]){re.escape(other)}:{port}(?!\d)", local, value)
+
+                def no_port(match: re.Match[str], port: int = port, local: str = local) -> str:
+                    # scheme://[user@]service/...: the scheme's default port is implied
+                    if DEFAULT_PORTS.get(match["scheme"].lower()) != port:
+                        return match[0]
+                    return f"{match['scheme']}://{match['userinfo'] or ''}{local}"
+
                 value = re.sub(
-                    rf"(?<![\w.-]){re.escape(other)}:{port}(?!\d)",
-                    f"{{{other}.host}}:{{{other}.port}}",
+                    rf"(?P<scheme>[A-Za-z][\w+.-]*)://(?P<userinfo>[^@/\s]*@)?"
+                    rf"{re.escape(other)}(?=[/?#]|$)",
+                    no_port,
                     value,
                 )
             if own is not None and value == str(own):
