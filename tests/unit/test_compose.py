@@ -18,6 +18,7 @@ services:
     image: docker.io/library/postgres:16-alpine
     environment:
       - POSTGRES_USER=shop
+      - SHOP_UNSET_VAR
       - POSTGRES_PASSWORD=${SHOP_PW:-s3cret}
     volumes:
       - ./initdb:/docker-entrypoint-initdb.d
@@ -50,7 +51,7 @@ services:
     healthcheck:
       test: ["CMD", "curl", "-f", "http://localhost:8000/health"]
       timeout: 2s
-    restart: unless-stopped
+    restart: on-failure:3
     deploy: { replicas: 2 }
     x-stacktest:
       command: ["python", "-m", "api", "--port", "{port}"]
@@ -100,7 +101,8 @@ def test_own_services_become_processes_wired_to_the_local_servers(shop: Path) ->
     spec = load_stack(shop / "docker-compose.yml")
     api = spec.services["api"]
     assert api.command == ("python", "-m", "api", "--port", "{port}")
-    assert api.cwd == "./api" and api.replicas == 2 and api.restart == "on-failure"
+    assert api.cwd == "./api" and api.replicas == 2
+    assert (api.restart, api.max_restarts) == ("on-failure", 3)
     assert api.env["DATABASE_URL"] == "postgres://shop:{db.password}@{db.host}:{db.port}/shop"
     assert api.env["REDIS_URL"] == "redis://:{cache.password}@{cache.host}:{cache.port}/0"
     assert api.env["NATS"] == "nats://{bus.host}:{bus.port}"
@@ -197,3 +199,19 @@ def test_shell_init_scripts_are_refused_by_name(tmp_path: Path) -> None:
     """))  # fmt: skip
     with pytest.raises(ConfigError, match=r"setup\.sh: only \.sql init scripts are run"):
         load_stack(tmp_path / "compose.yaml")
+
+
+def test_a_bare_list_variable_passes_through_only_when_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ST_PASSED", "a$b")
+    monkeypatch.delenv("ST_NOT_SET", raising=False)
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          app:
+            build: .
+            environment: [ST_PASSED, ST_NOT_SET, PLAIN=1]
+            x-stacktest: { command: [x] }
+    """))  # fmt: skip
+    env = load_stack(tmp_path / "compose.yaml").services["app"].env
+    assert env == {"ST_PASSED": "a$b", "PLAIN": "1"}

@@ -171,7 +171,10 @@ class _Translator:
             )
         restart = body.get("restart")
         if restart is not None:
-            table["restart"] = _RESTART.get(str(restart).split(":")[0], str(restart))
+            policy, _, count = str(restart).partition(":")  # on-failure:3
+            table["restart"] = _RESTART.get(policy, policy)
+            if count.isdigit():
+                table["max_restarts"] = int(count)
         if "stop_signal" in body:
             table["stop_signal"] = body["stop_signal"]
         if "stop_grace_period" in body:
@@ -210,7 +213,12 @@ class _Translator:
             pairs = {}
             for item in value:
                 var, sep, val = str(item).partition("=")
-                pairs[var] = val if sep else os.environ.get(var, self.dotenv.get(var, ""))
+                if not sep:  # `- VAR`: passed through from the environment when it is set
+                    found = os.environ.get(var, self.dotenv.get(var))
+                    if found is None:
+                        continue
+                    val = found.replace("$", "$$")  # a value, not to be interpolated again
+                pairs[var] = val
             value = pairs
         if not isinstance(value, dict):
             self.fail(f"{key}.environment", "environment must be a mapping or a list")
