@@ -6,6 +6,7 @@ import asyncio
 import os
 import stat
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 import redis
 
-from stacktest import AsyncStack, ServiceExited, ServiceStartTimeout, Stack
+from stacktest import AsyncStack, ServiceExited, ServiceStartTimeout, Stack, eventually
 from stacktest.engine import procs
 from stacktest.engine.procs import alive as pid_alive
 
@@ -293,3 +294,37 @@ def test_postgres_from_the_embedded_wheel(write_stack: Write) -> None:
     with Stack.from_file(path) as stack, psycopg.connect(stack["db"].url + "/postgres") as conn:
         (version,) = conn.execute("SHOW server_version").fetchone()  # type: ignore[misc]
         assert version.split(".")[0].isdigit()
+
+
+def test_cpu_and_memory_of_each_service_are_sampled_for_the_report(write_stack: Write) -> None:
+    """A service that burns ~0.6 s of CPU in a child process (so the group is what counts)
+    shows it in resources.jsonl and in the report; an idle one shows about none."""
+    from stacktest.observe.resources import sample
+    from stacktest.report import collect
+
+    path = write_stack("""
+        [services.burner]
+        command = ["{py}", "burner.py"]
+
+        [services.idle]
+        command = ["sleep", "60"]
+    """.replace("{py}", PY))
+    (path.parent / "burner.py").write_text(textwrap.dedent("""
+        import subprocess, sys, time
+        time.sleep(0.3)
+        spin = "import time\\nt = time.process_time()\\nwhile time.process_time() - t < 0.6: pass"
+        subprocess.run([sys.executable, "-c", spin])
+        time.sleep(60)
+    """))
+    with Stack.from_file(path) as stack:
+        pid = stack["burner"].pids[0]
+        assert sample({"burner": pid})["burner"][1] > 1  # resident MB of a live python
+        eventually(
+            lambda: (collect(stack.run_dir.path).services[0].cpu_seconds or 0) >= 0.5,
+            timeout=10,
+        )
+        report = collect(stack.run_dir.path)
+    burner, idle = report.services
+    assert burner.name == "burner" and burner.cpu_seconds is not None and burner.cpu_seconds >= 0.5
+    assert idle.cpu_seconds is not None and idle.cpu_seconds < 0.1
+    assert burner.peak_rss_mb is not None and burner.peak_rss_mb > 1

@@ -42,6 +42,14 @@ def run_dir(tmp_path: Path) -> Path:
         {"t": T0 + 3.0, "service": "api", "event": "exited", "code": 1},
         {"t": T0 + 4.0, "service": "stack", "event": "stopped"},
     ]
+    samples = [  # db restarted between the 2nd and 3rd sample: its counter starts again
+        ("db", 0, 1.0, 30.0), ("db", 1, 1.5, 42.0), ("db", 2, 0.2, 35.0), ("db", 3, 0.4, 36.0),
+        ("api", 0, 0.1, 20.0),  # one sample: nothing to say
+    ]  # fmt: skip
+    (run / "resources.jsonl").write_text("".join(
+        json.dumps({"t": T0 + t, "service": s, "cpu_s": c, "rss_mb": m}) + "\n"
+        for s, t, c, m in samples
+    ) + "{cut")  # fmt: skip
     (run / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n{cut")
     (run / "load" / "20261122-000000" / "results.json").write_text(json.dumps({
         "name": "checkout", "seconds": 3.0, "valid": True, "aborted": False,
@@ -77,6 +85,9 @@ def test_the_report_collects_services_events_tests_and_load(run_dir: Path) -> No
         ("test_buy", "passed"), ("test_pay", "failed"), ("test_later", "skipped"),
     ]  # fmt: skip
     assert "password authentication failed" in report.tests[1].details  # the service log
+    db, api = report.services
+    assert (db.cpu_seconds, db.cpu_percent, db.peak_rss_mb) == (0.7, 23.3, 42.0)
+    assert api.cpu_seconds is None
     (run,) = report.load_runs
     assert not run.ok and run.operations[0]["latency"]["p95"] == 4.2
 
@@ -88,6 +99,7 @@ def test_markdown_and_html_say_it_and_never_show_a_secret(run_dir: Path) -> None
     assert "Tests: 1 passed, 1 failed, 1 skipped" in md
     assert "| `tests.test_shop::test_pay` | psycopg: connection to postgresql://app:****@" in md
     assert "| 2.00 | api->db | fault: toxic added name=lat |" in md
+    assert "| 0.7 s (23 % of a core) | 42 MB |" in md
     assert "threshold `p(95)<1` on http_req_duration: FAILED (measured 4.2)" in md
     assert SECRET not in md and SECRET not in html
     assert html.count("<svg") == 2 and "<polyline" in html  # timeline + the load chart

@@ -45,6 +45,10 @@ class RunDir:
     def events_file(self) -> Path:
         return self.path / "events.jsonl"
 
+    @property
+    def resources_file(self) -> Path:
+        return self.path / "resources.jsonl"
+
     def log_path(self, instance: str) -> Path:
         return self.path / "logs" / f"{instance}.log"
 
@@ -175,5 +179,6 @@ class RunDir:
             if target.exists():
                 shutil.rmtree(target, ignore_errors=True)
         (self.path / "logs").mkdir(mode=0o700, exist_ok=True)
-        with contextlib.suppress(FileNotFoundError):
-            self.events_file.unlink()
+        for old in (self.events_file, self.resources_file):
+            with contextlib.suppress(FileNotFoundError):
+                old.unlink()

@@ -44,6 +44,7 @@ from stacktest.errors import (
 )
 from stacktest.faults.plane import FaultPlane
 from stacktest.faults.toxics import Toxic
+from stacktest.observe.resources import ResourceSampler
 from stacktest.providers import provider_for
 from stacktest.providers.base import Instance, Provider
 from stacktest.spec.model import Condition, ReadyCheck, StackSpec
@@ -164,6 +165,8 @@ class AsyncStack:
         self.faults = FaultPlane(self._proxy_event)
         #: Reaps this run if this process dies without stopping it (engine/watchdog.py).
         self._watchdog = Watchdog(self.run_dir.path)
+        #: Samples CPU and memory of the services into resources.jsonl while ready.
+        self._sampler: asyncio.Future[None] | None = None
         #: Instances a fault stopped or paused, so heal() knows what to bring back.
         self._stopped_by_fault: set[str] = set()
         self._paused: set[str] = set()
@@ -223,6 +226,9 @@ class AsyncStack:
             self.error = error
             await self._teardown(StackState.FAILED)
             raise
+        self._sampler = asyncio.ensure_future(
+            ResourceSampler(self.run_dir.resources_file).run(self._live_groups)
+        )
         self.state = StackState.READY
         self.ready_at = time.time()
         self._emit("stack", "ready", seconds=round(self.ready_at - self.started_at, 3))
@@ -579,7 +585,20 @@ class AsyncStack:
         await self._wait_ready(run)
 
     # -- stopping -----------------------------------------------------------------------
+    def _live_groups(self) -> dict[str, int]:
+        """``{instance: process group}`` of the instances running now (for the sampler)."""
+        return {
+            name: run.proc.pid
+            for name, run in self._running.items()
+            if run.proc is not None and run.exit_task is not None and not run.exit_task.done()
+        }
+
     async def _teardown(self, final: StackState) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(BaseException):
+                await self._sampler
+            self._sampler = None
         self.state = StackState.STOPPING
         self._write_state()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -24,6 +25,11 @@ class ServiceRow:
     ready_seconds: float | None
     restarts: int
     crashes: int
+    #: From resources.jsonl: CPU seconds used while the stack was up, that as a percentage
+    #: of one core over the sampled time, and the largest resident memory seen.
+    cpu_seconds: float | None = None
+    cpu_percent: float | None = None
+    peak_rss_mb: float | None = None
 
 
 @dataclass
@@ -121,6 +127,7 @@ def collect(run_dir: Path, junit: Path | None = None) -> RunReport:
         services=[_service(n, info, secrets) for n, info in state.get("instances", {}).items()],
         events=events,
     )
+    _add_resources(report.services, run_dir / "resources.jsonl")
     if junit is not None and junit.exists():
         report.tests = _tests(junit, secrets)
     report.load_runs = [_load_run(p) for p in sorted((run_dir / "load").glob("*/results.json"))]
@@ -159,6 +166,31 @@ def _service(name: str, info: dict[str, Any], secrets: list[str]) -> ServiceRow:
         restarts=int(info.get("restarts") or 0),
         crashes=int(info.get("crashes") or 0),
     )
+
+
+def _add_resources(services: list[ServiceRow], path: Path) -> None:
+    """CPU (sum of the increases between samples: a restart starts again from 0) and peak
+    memory per instance."""
+    if not path.exists():
+        return
+    samples: dict[str, list[tuple[float, float, float]]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            raw = json.loads(line)
+            samples.setdefault(raw["service"], []).append(
+                (float(raw["t"]), float(raw["cpu_s"]), float(raw["rss_mb"]))
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # a line cut by a crash
+    for row in services:
+        got = sorted(samples.get(row.name, []))
+        if len(got) < 2:
+            continue
+        used = sum(max(0.0, b[1] - a[1]) for a, b in itertools.pairwise(got))
+        span = got[-1][0] - got[0][0]
+        row.cpu_seconds = round(used, 2)
+        row.cpu_percent = round(100 * used / span, 1) if span > 0 else None
+        row.peak_rss_mb = max(rss for _, _, rss in got)
 
 
 def _events(path: Path, started: float | None, secrets: list[str]) -> list[Event]:

@@ -29,10 +29,17 @@ def to_markdown(report: RunReport) -> str:
             lines += ["| failed test | message |", "|---|---|"]
             lines += [f"| `{t.module}::{t.name}` | {_cell(t.message)} |" for t in bad]
             lines.append("")
-    lines += ["| service | kind | state | ready in | restarts | crashes |", "|---" * 6 + "|"]
+    lines += [
+        "| service | kind | state | ready in | restarts | crashes | CPU while up | peak memory |",
+        "|---" * 8 + "|",
+    ]
     for s in report.services:
         ready = f"{s.ready_seconds:.2f} s" if s.ready_seconds is not None else "-"
-        lines.append(f"| {s.name} | {s.kind} | {s.state} | {ready} | {s.restarts} | {s.crashes} |")
+        lines.append(
+            f"| {s.name} | {s.kind} | {s.state} | {ready} | {s.restarts} | {s.crashes} "
+            f"| {_cpu(s.cpu_seconds, s.cpu_percent)} "
+            f"| {f'{s.peak_rss_mb:.0f} MB' if s.peak_rss_mb is not None else '-'} |"
+        )
     faults = report.faults
     if faults:
         lines += ["", f"Faults injected: {len(faults)}", ""]
@@ -54,6 +61,12 @@ def to_markdown(report: RunReport) -> str:
                   for t in run.thresholds]  # fmt: skip
         lines += [f"- INVALID RUN: {reason}" for reason in run.invalid_reasons]
     return "\n".join(lines) + "\n"
+
+
+def _cpu(seconds: float | None, percent: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f} s" + (f" ({percent:.0f} % of a core)" if percent is not None else "")
 
 
 def _cell(text: str) -> str:
@@ -140,7 +153,7 @@ def to_html(report: RunReport) -> str:
     )
     template = env.get_template(TEMPLATE)
     loads = [(run, _load_chart(run)) for run in report.load_runs]
-    return template.render(r=report, tl=_timeline(report), loads=loads, icon=ICON)
+    return template.render(r=report, tl=_timeline(report), loads=loads, icon=ICON, cpu=_cpu)
 
 
 def write_reports(report: RunReport, directory: Path) -> tuple[Path, Path]:

@@ -1,0 +1,1 @@
+"""Observations of a running stack beyond its event log (resource samples)."""
