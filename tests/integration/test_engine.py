@@ -328,3 +328,22 @@ def test_cpu_and_memory_of_each_service_are_sampled_for_the_report(write_stack: 
     assert burner.name == "burner" and burner.cpu_seconds is not None and burner.cpu_seconds >= 0.5
     assert idle.cpu_seconds is not None and idle.cpu_seconds < 0.1
     assert burner.peak_rss_mb is not None and burner.peak_rss_mb > 1
+
+
+def test_an_exit_during_the_ready_probe_is_an_exit_not_ready(write_stack: Write) -> None:
+    """The process exits while a (slow) ready probe runs and the probe then succeeds: the
+    start must fail with the exit, not call the dead service ready (which left a dependent
+    waiting for ever on "completed", or a stack "ready" with a dead service)."""
+    path = write_stack(f"""
+        [services.migrate]
+        command = ["{PY}", "-c", "import sys; print('boom'); sys.exit(3)"]
+        ready = {{ command = "sleep 0.5" }}
+
+        [services.app]
+        command = ["sleep", "60"]
+        depends_on = ["migrate"]
+    """)
+    started = time.monotonic()
+    with pytest.raises(ServiceExited, match="boom") as info:
+        Stack.from_file(path).start()
+    assert info.value.returncode == 3 and time.monotonic() - started < 10

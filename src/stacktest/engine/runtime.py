@@ -493,8 +493,10 @@ class AsyncStack:
                 ok, last_error = False, f"{type(exc).__name__}: {exc}".strip()
             except Exception as exc:  # a client library's own error (psycopg ...)
                 ok, last_error = False, f"{type(exc).__name__}: {exc}".strip()
+            if ok and not run.exit_task.done():
+                break  # (nothing awaits from here to ready_at: _watch sees one or the other)
             if ok:
-                break
+                continue  # it exited while the probe ran: judged at the top, not called ready
             if time.monotonic() >= deadline:
                 hint = (
                     f"raise services.{instance.spec.name}.start_timeout,"
@@ -513,6 +515,8 @@ class AsyncStack:
             await asyncio.wait([run.exit_task], timeout=min(interval, max(remaining, 0)))
             interval = min(interval * 1.5, MAX_POLL)
         run.ready_at = time.time()
+        if run.exit_task.done():  # a job that completed (exit 0) before it was seen running
+            return
         run.state = "ready" if instance.spec.has_health else "running"
         self._emit(instance.name, "ready", seconds=round(run.ready_at - (run.started_at or 0), 3))
         self._write_state()
@@ -660,6 +664,7 @@ class AsyncStack:
                 await exit_task
         # members of the group that outlived their leader
         procs.signal_group(proc.pid, signal.SIGKILL)
+        await _group_gone(proc.pid)
         run.exit_code = exit_task.result()
         run.state = "stopped"
         self._emit(run.instance.name, "stopped", code=run.exit_code)
@@ -900,6 +905,7 @@ class AsyncStack:
             procs.signal_group(proc.pid, signal.SIGKILL)
             await exit_task
         procs.signal_group(proc.pid, signal.SIGKILL)  # what outlived the group leader
+        await _group_gone(proc.pid)
         run.exit_code = exit_task.result()
         run.state = "killed" if sig == signal.SIGKILL else "stopped"
         self._write_state()
@@ -908,6 +914,15 @@ class AsyncStack:
         edge = str(detail.pop("edge", "proxy"))
         self._emit(edge, f"fault: {what}", **detail)
         self._write_state()
+
+
+async def _group_gone(pgid: int, timeout: float = 5.0) -> None:
+    """Wait (bounded) until every member of a SIGKILLed group is gone: a server started
+    again at once must not meet its predecessor's children (Postgres refuses to start
+    while a killed postmaster's backends still hold its shared memory)."""
+    deadline = time.monotonic() + timeout
+    while await asyncio.to_thread(procs.group_alive, pgid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def _root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
