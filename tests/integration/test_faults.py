@@ -199,11 +199,13 @@ def test_restart_and_kill_keep_postgres_data(stack: Stack) -> None:
     stack.restart("db")
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT v FROM kept").fetchall() == [(42,)]
-    # SIGKILL: crash recovery on the way back
+    # SIGKILL right after a commit returned: crash recovery on the way back keeps it
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO kept VALUES (43)")
     with stack.stopped("db", kill=True), pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=1)
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT v FROM kept").fetchall() == [(42,)]
+        assert conn.execute("SELECT v FROM kept ORDER BY v").fetchall() == [(42,), (43,)]
 
 
 def test_timeout_slicer_and_limit_data_toxics(stack: Stack) -> None:

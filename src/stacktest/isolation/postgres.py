@@ -126,6 +126,8 @@ class Server:
             dbname=dbname,
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT,
+            # the pool's own clones and drops: a crash may lose one, and it is made again
+            options="-c synchronous_commit=off",
         )
 
 
