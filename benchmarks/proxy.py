@@ -1,7 +1,8 @@
 """What a fault proxy with no toxics costs: redis-benchmark PING, direct vs through the proxy.
 
 One stack (Valkey, and a client service whose edge to it is proxied), measured in
-the same run, alternating direct and proxied rounds:
+the same run, alternating direct and proxied rounds (plus the proxy's own CPU per round
+trip, user and system, from this process' times: it hosts the proxies):
 
 - throughput: ``redis-benchmark -t ping -c 50 -n N`` (requests/s);
 - latency: ``redis-benchmark -t ping -c 1 -n N``, p50 (one request at a time, so the
@@ -116,9 +117,16 @@ def main() -> None:
             loop = stack.engine.faults.loop_name
             for port in ports.values():  # warm up every path
                 run(tool, env, port, 50, 10_000)
+            cpu: dict[str, list[tuple[float, float]]] = {label: [] for label in paths}
             for _ in range(args.rounds):
                 for label, port in ports.items():
+                    # this process' CPU is the proxies' (the main thread waits, the engine idles)
+                    before = os.times()
                     rps, _ = run(tool, env, port, 50, args.requests)
+                    after = os.times()
+                    trips = 2 * args.requests  # PING_INLINE and PING_MBULK
+                    cpu[label].append(((after.user - before.user) / trips * 1e6,
+                                       (after.system - before.system) / trips * 1e6))  # fmt: skip
                     _, p50 = run(tool, env, port, 1, args.requests // 5)
                     results[label]["rps"].append(rps)
                     results[label]["p50"].append(p50)
@@ -134,6 +142,11 @@ def main() -> None:
     for label in paths:
         ratio = med[label]["rps"] / med["direct"]["rps"]
         print(f"{label:12} {med[label]['rps']:18.0f} {med[label]['p50']:14.3f} {ratio:10.0%}")
+    for label in ("proxy", "proxy, tcp"):
+        user = statistics.median(u for u, _ in cpu[label])
+        system = statistics.median(s for _, s in cpu[label])
+        print(f"{label}: the proxy's CPU per round trip: user {user:.1f} us, "
+              f"system {system:.1f} us")  # fmt: skip
     ratio = med["proxy"]["rps"] / med["direct"]["rps"]
     added = (med["proxy"]["p50"] - med["direct"]["p50"]) * 1000
     print(f"throughput through the proxy: {ratio:.0%} of direct (target >= 60%)")

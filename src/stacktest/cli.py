@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from stacktest.redact import redact
+
 if TYPE_CHECKING:
     from stacktest.engine.rundir import RunDir
     from stacktest.spec.model import StackSpec
@@ -87,13 +89,6 @@ def _running_state(file: Path) -> dict[str, Any]:
         return _run_dir(file).running_state()
     except StackNotRunning as exc:
         _fail(str(exc))
-
-
-def redact(text: str) -> str:
-    """Hide the password of ``scheme://user:password@host`` URLs."""
-    import re
-
-    return re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1****@", text)
 
 
 def _uptime(started: float | None) -> str:

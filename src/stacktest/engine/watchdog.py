@@ -42,8 +42,8 @@ class Watchdog:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STACKTEST_RUN")}
-        env.pop(procs.TAG_SERVICE, None)  # untagged: no sweep of this run may kill it
+        tags = {procs.TAG_RUN_ID, procs.TAG_RUN_DIR, procs.TAG_SERVICE}
+        env = {k: v for k, v in os.environ.items() if k not in tags}  # no sweep may kill it
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "stacktest.engine.watchdog", str(self.run_dir)],
             stdin=subprocess.PIPE,

@@ -7,7 +7,7 @@ of their own instead of sharing the engine's:
   directories) nor behind a test's own event loop (an ``AsyncStack`` in an async
   test whose code makes a blocking call through a proxied port would otherwise hang);
 - the loop is uvloop's when it is installed (a default dependency on Linux and
-  macOS), which halves the proxy's own CPU per relayed chunk; set
+  macOS), which cuts the proxy's own (user) CPU per relayed chunk by more than half; set
   ``STACKTEST_PROXY_LOOP=asyncio`` to use the standard library's loop instead.
   The engine keeps the standard loop (it needs ``subprocess`` features such as
   ``user=`` that uvloop lacks).

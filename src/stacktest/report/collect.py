@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stacktest.errors import ConfigError
-
-#: Instance fields that hold secrets.
-SECRET_FIELDS = ("password",)
+from stacktest.redact import redact
+from stacktest.spec.schema import SECRET_FIELDS
 
 
 @dataclass
@@ -132,14 +130,6 @@ def collect(run_dir: Path, junit: Path | None = None) -> RunReport:
         report.tests = _tests(junit, secrets)
     report.load_runs = [_load_run(p) for p in sorted((run_dir / "load").glob("*/results.json"))]
     return report
-
-
-def redact(text: str, secrets: list[str]) -> str:
-    """Hide URL passwords (``scheme://user:pw@``) and every known secret value."""
-    text = re.sub(r"(://[^:/@\s]*:)[^@\s]+@", r"\1****@", text)
-    for secret in secrets:
-        text = text.replace(secret, "****")
-    return text
 
 
 def _secrets(state: dict[str, Any]) -> list[str]:

@@ -198,7 +198,7 @@ class _Translator:
             env = table.get("env") or {}
             for var, value in env.items():
                 for secret, server in secrets.items():
-                    escaped = secret.replace("{", "{{").replace("}", "}}")
+                    escaped = _literal(secret)
                     ref = f"{{{server}.password}}"
                     # PGPASSWORD: secret / scheme://user:secret@host, redis://:secret@host
                     whole = value == escaped
@@ -275,7 +275,7 @@ class _Translator:
         self, env: Mapping[str, str], ports: Mapping[str, int | None], own: int | None
     ) -> dict[str, str]:
         """Escape stacktest's braces, then point service addresses at the local ones."""
-        out = {var: value.replace("{", "{{").replace("}", "}}") for var, value in env.items()}
+        out = {var: _literal(value) for var, value in env.items()}
         for var, value in list(out.items()):
             for other, port in ports.items():
                 if port is None:
@@ -365,7 +365,7 @@ class _Translator:
         if not isinstance(test, list) or not test or test[0] == "NONE":
             return None
         kind = test[0]
-        argv = [str(a).replace("{", "{{").replace("}", "}}") for a in test[1:]]
+        argv = [_literal(str(a)) for a in test[1:]]
         if own is not None:  # the container's own port is {port} here
             mine = re.compile(rf"\b(localhost|127\.0\.0\.1|0\.0\.0\.0):{own}\b")
             argv = [mine.sub("127.0.0.1:{port}", a) for a in argv]
@@ -390,6 +390,11 @@ class _Translator:
                 out[str(name)] = condition or "service_started"
             return out
         self.fail(f"{key}.depends_on", "depends_on must be a list or a mapping")
+
+
+def _literal(text: str) -> str:
+    """``text`` as a stack-file value: braces are not references."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _ext(body: Any) -> Mapping[str, Any]:
