@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from stacktest.engine import control
 from stacktest.engine.rundir import RunDir
 from stacktest.operations import Operations
 from stacktest.spec.model import StackSpec
@@ -64,6 +65,4 @@ class AttachedStack(Operations):
         """Let go of the stack; its owner keeps it running."""
 
     def _request(self, request: dict[str, Any]) -> dict[str, Any]:
-        from stacktest.cli_up import control
-
-        return control(self.state, request, timeout=120)
+        return control.request(self.state, request, timeout=120)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stacktest.engine.instances import Running
 from stacktest.engine.rundir import RunDir
-from stacktest.engine.runtime import AsyncStack, Running
+from stacktest.engine.runtime import AsyncStack
 from stacktest.operations import Operations
 from stacktest.spec.model import StackSpec
 

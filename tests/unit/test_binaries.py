@@ -49,9 +49,9 @@ def test_wheels_are_found_when_installed() -> None:
 def test_postgres_data_goes_to_memory_only_when_asked_or_usable() -> None:
     import tempfile
 
-    from stacktest.providers import postgres
+    from stacktest.providers import pgdata
 
-    assert postgres.scratch_root(False) == Path(tempfile.gettempdir())
-    assert postgres.scratch_root(True) == postgres.SHM
-    expected = postgres.SHM if postgres._usable_tmpfs() else Path(tempfile.gettempdir())
-    assert postgres.scratch_root("auto") == expected
+    assert pgdata.scratch_root(False) == Path(tempfile.gettempdir())
+    assert pgdata.scratch_root(True) == pgdata.SHM
+    expected = pgdata.SHM if pgdata._usable_tmpfs() else Path(tempfile.gettempdir())
+    assert pgdata.scratch_root("auto") == expected

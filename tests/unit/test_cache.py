@@ -10,13 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from stacktest.cli import app
-from stacktest.providers import postgres
+from stacktest.providers import pgdata
 
 
 @pytest.fixture
 def caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.setenv("STACKTEST_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(postgres, "SHM", tmp_path / "shm")
+    monkeypatch.setattr(pgdata, "SHM", tmp_path / "shm")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     uid = os.getuid()
     places = {
@@ -31,7 +31,7 @@ def caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
 
 
 def test_cache_shows_every_place_with_its_size(caches: dict[str, Path]) -> None:
-    entries = postgres.cache_entries()
+    entries = pgdata.cache_entries()
     assert [(e.what, e.entries) for e in entries] == [
         ("initialised data directories", 1), ("spare copies", 1), ("spare copies", 1),
     ]  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stacktest import ConfigError, load_stack
-from stacktest.spec.load import parse_duration
+from stacktest.durations import parse_duration
 from stacktest.spec.model import Condition
 
 Write = Callable[..., Path]
@@ -331,13 +331,13 @@ def test_config_error_is_a_value_error(write_stack: Write) -> None:
     ],
 )
 def test_durations(value: object, seconds: float) -> None:
-    assert parse_duration(value) == pytest.approx(seconds)
+    assert parse_duration(value, bare="s") == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("value", ["fast", "-1s", True, -2, "1 d"])
+@pytest.mark.parametrize("value", ["fast", "-1s", True, -2, "1 d", float("inf"), float("nan")])
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError, match="duration"):
-        parse_duration(value)
+        parse_duration(value, bare="s")
 
 
 def test_proxy_edges_from_the_stack_switch_and_per_dependency(write_stack: Write) -> None:

@@ -29,6 +29,20 @@ from stacktest.engine import procs
 from stacktest.errors import StackNotRunning, StackStateError
 
 STATE_FILE = "state.json"
+LOG_TAIL_LINES = 20
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last ``lines`` lines of a log (read from its last 64 KB)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read()
+    except FileNotFoundError:
+        return []
+    return data.decode(errors="replace").rstrip("\n").splitlines()[-lines:]
 
 
 class RunDir:

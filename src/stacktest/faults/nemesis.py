@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from stacktest.durations import parse_duration
 from stacktest.faults.history import History
 from stacktest.operations import Operations
-from stacktest.spec.load import parse_duration
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,8 @@ class Nemesis:
             raise ValueError(f"Nemesis: mode is 'random' or 'cycle', not {mode!r}")
         self.stack = stack
         self.faults = list(faults)
-        self.every = parse_duration(every)
-        self.hold = parse_duration(hold) if hold is not None else self.every / 2
+        self.every = parse_duration(every, bare="s")
+        self.hold = parse_duration(hold, bare="s") if hold is not None else self.every / 2
         if self.hold > self.every:
             raise ValueError("Nemesis: hold must not be longer than every")
         self.mode = mode

@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from stacktest.durations import Unit, in_unit, parse_duration
 from stacktest.errors import FaultError
 
 #: type -> {attribute: default}; the first attribute is the one ``type=value`` sets.
@@ -59,26 +60,24 @@ _UNITS = {
 }
 STREAMS = ("downstream", "upstream")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
 _SIZE_FACTORS = {"b": 1, "kb": 1024, "kib": 1024, "mb": 1 << 20, "mib": 1 << 20, "gb": 1 << 30}
 _SIZE_FACTORS["gib"] = 1 << 30
 
 
-def _duration(value: Any, unit: str, what: str) -> int:
-    """A duration in ``unit`` (ms, or µs for the slicer's delay)."""
-    if isinstance(value, bool):
-        raise FaultError(f"{what}: expected a duration, got {value!r}")
-    if isinstance(value, int | float):
-        return int(value)
-    match = _DURATION.match(str(value))
-    if not match:
+def _duration(value: Any, unit: Unit, what: str) -> int:
+    """A toxic's duration in ``unit`` (ms, or µs for the slicer's delay), as Toxiproxy
+    counts it; a bare number is in that unit too."""
+    try:
+        seconds = parse_duration(value, bare=unit)
+    except ValueError as exc:
         raise FaultError(
-            f"{what}: {value!r} is not a duration", hint="write it like 200ms, 1.5s or 250us"
-        )
-    number, suffix = float(match.group(1)), match.group(2) or unit
-    micros = number * {"us": 1, "µs": 1, "ms": 1000, "s": 1_000_000, "m": 60_000_000}[suffix]
-    return round(micros / (1 if unit == "us" else 1000))
+            f"{what}: {value!r} is not a duration ({exc})",
+            hint="write it like 200ms, 1.5s or 250us",
+        ) from None
+    if isinstance(value, int | float):
+        return int(value)  # already in the unit; whole units, as Toxiproxy's JSON has them
+    return in_unit(seconds, unit)
 
 
 def _size(value: Any, what: str) -> int:

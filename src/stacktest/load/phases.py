@@ -12,7 +12,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from stacktest.spec.load import parse_duration
+from stacktest.durations import parse_duration
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Phase:
         vus: int = 0,
         think_time: str | float = 0.0,
     ) -> None:
-        seconds = parse_duration(duration)
+        seconds = parse_duration(duration, bare="s")
         if seconds <= 0:
             raise ValueError(f"phase {name!r}: duration must be positive")
         if arrival_rate < 0 or (ramp_to is not None and ramp_to < 0):
@@ -50,7 +50,7 @@ class Phase:
         object.__setattr__(self, "ramp_to", None if ramp_to is None else float(ramp_to))
         object.__setattr__(self, "pause", pause)
         object.__setattr__(self, "vus", vus)
-        object.__setattr__(self, "think_time", parse_duration(think_time))
+        object.__setattr__(self, "think_time", parse_duration(think_time, bare="s"))
 
     @property
     def closed(self) -> bool:

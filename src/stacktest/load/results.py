@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from hdrh.histogram import HdrHistogram
 
 from stacktest.load.metrics import Recorder, new_histogram
+from stacktest.load.phases import Phase
 from stacktest.load.thresholds import Verdict
 
-if TYPE_CHECKING:
-    from stacktest.load.runner import LoadTest
+
+class RunSettings(Protocol):
+    """What a result needs to know of the run that made it (a ``LoadTest``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def phases(self) -> Sequence[Phase]: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def max_schedule_lag_ms(self) -> float: ...
+    @property
+    def max_cpu_percent(self) -> float: ...
 
 PERCENTILES = (50, 90, 95, 99, 99.9)
 EXIT_THRESHOLDS = 99  # as k6
@@ -74,7 +88,7 @@ class LoadResult:
     @classmethod
     def build(
         cls,
-        test: LoadTest,
+        test: RunSettings,
         recorder: Recorder,
         kinds: dict[str, str],
         verdicts: list[Verdict],

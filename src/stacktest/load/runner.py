@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import multiprocessing
 import random
 import resource
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +25,7 @@ from stacktest.load.http import Client
 from stacktest.load.metrics import Recorder, record
 from stacktest.load.phases import Phase
 from stacktest.load.results import LoadResult
+from stacktest.load.scenario_file import REQUESTS, load_file, requests_scenario
 from stacktest.load.session import OperationFailed, Session
 from stacktest.load.thresholds import Threshold, evaluate, parse
 
@@ -49,26 +48,11 @@ class ScenarioRef:
         return cls(path, attr)
 
     def load(self) -> Scenario:
-        from stacktest.load.scenario_file import REQUESTS, requests_scenario
-
         module = load_file(Path(self.path))
         if self.attr == REQUESTS:
             return requests_scenario(module.requests)
         scenario: Scenario = getattr(module, self.attr)
         return scenario
-
-
-def load_file(path: Path) -> Any:
-    name = f"stacktest_scenario_{abs(hash(str(path.resolve())))}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass

@@ -18,6 +18,8 @@ or, for plain HTTP, ``requests = [{"method": "GET", "path": "/health", "expect":
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +71,21 @@ class ScenarioFile:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def read(path: Path) -> ScenarioFile:
-    from stacktest.load.runner import load_file
+def load_file(path: Path) -> Any:
+    """Import a Python file as a module of its own (once per path)."""
+    name = f"stacktest_scenario_{abs(hash(str(path.resolve())))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
+
+def read(path: Path) -> ScenarioFile:
     if not path.is_file():
         raise ScenarioFileError(f"no scenario file at {path}")
     try:

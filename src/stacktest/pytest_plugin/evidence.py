@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from stacktest.load.results import LoadResult
 
 MARK_KEY = pytest.StashKey[Mark]()
+#: The load runs of a test (the ``load`` fixture adds them), for its report.
+LOAD_KEY = pytest.StashKey[list["LoadResult"]]()
 
 
 def note_start(session: StackSession, item: pytest.Item, *, only_if_unmarked: bool = False) -> None:
@@ -48,8 +50,6 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
         report.sections.append(("stacktest: faults undone after the test", "\n".join(healed)))
     if not report.failed:
         return
-    from stacktest.pytest_plugin.fixtures import LOAD_KEY
-
     runs: list[LoadResult] = item.stash.get(LOAD_KEY, [])
     for i, result in enumerate(runs):
         report.sections.append((f"stacktest: load run {i + 1}", result.summary()))

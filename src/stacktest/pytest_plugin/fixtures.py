@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from stacktest.pytest_plugin.evidence import LOAD_KEY, MARK_KEY
 from stacktest.pytest_plugin.session import StackSession, StackUnavailable
 
 if TYPE_CHECKING:
@@ -212,7 +213,6 @@ def service_log(
 ) -> Callable[[str], list[str]]:
     """``service_log("api")``: the lines that service (all its replicas) wrote during this
     test so far."""
-    from stacktest.pytest_plugin.evidence import MARK_KEY
 
     session = stack_session(request.config)
 
@@ -264,9 +264,6 @@ def nemesis(
     yield make
     for running in started:
         running.stop()
-
-
-LOAD_KEY = pytest.StashKey[list["LoadResult"]]()
 
 
 @pytest.fixture

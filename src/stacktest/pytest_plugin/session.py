@@ -124,7 +124,7 @@ class StackSession:
     def _keep(self, spec: StackSpec) -> AttachedStack:
         """Reuse the kept stack if it matches the stack file; else (re)start it detached."""
         from stacktest.attach import AttachedStack
-        from stacktest.cli_up import start_detached, stop_running
+        from stacktest.engine.detached import start_detached, stop_running
         from stacktest.engine.rundir import RunDir
 
         run_dir = RunDir(spec.run_dir)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
+from stacktest.durations import parse_duration
 from stacktest.errors import ConfigError
 from stacktest.spec import schema
 from stacktest.spec.compose import COMPOSE_NAMES, is_compose_file, load_compose
@@ -29,25 +30,6 @@ from stacktest.spec.template import TemplateSyntaxError, references
 
 DEFAULT_FILE = "stack.toml"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: object) -> float:
-    """``"200ms"``, ``"1.5s"``, ``"2m"`` or a number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as '5s' or '200ms', got a boolean")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"a duration cannot be negative, got {value}")
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if match:
-            return float(match.group(1)) * _UNITS[match.group(2)]
-    raise ValueError(f"expected a duration such as '5s' or '200ms', got {value!r}")
-
-
 def load_stack(path: str | Path = DEFAULT_FILE) -> StackSpec:
     """Read and validate a stack file."""
     source = default_compose_fallback(Path(path).absolute())
@@ -153,7 +135,7 @@ class _Parser:
 
     def duration(self, key: str, value: Any) -> float:
         try:
-            return parse_duration(value)
+            return parse_duration(value, bare="s")
         except ValueError as exc:
             self.fail(key, str(exc))
 

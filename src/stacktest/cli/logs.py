@@ -6,9 +6,36 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from stacktest.engine.runtime import log_tail
+import typer
+
+from stacktest.cli.common import DEFAULT_FILE, Commands, FileOpt, fail, run_dir_for
+from stacktest.engine.rundir import log_tail
+
+commands = Commands()
+register = commands.register
+
+
+@commands.command()
+def logs(
+    service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
+    file: FileOpt = DEFAULT_FILE,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    tail: Annotated[
+        int, typer.Option("--tail", "-n", help="Lines per service to start with (0 = all).")
+    ] = 100,
+) -> None:
+    """Print the services' output (stdout and stderr)."""
+    run_dir = run_dir_for(file)
+    state = run_dir.read_state()
+    if state is None:
+        fail(f"no stack has run from {run_dir.path} yet\n  hint: `stacktest up -d` first")
+    code = show_logs(state, service, follow=follow, tail=tail, alive=run_dir.owner_alive)
+    raise typer.Exit(code)
+
 
 COLORS = ["36", "35", "33", "32", "34", "31"]
 

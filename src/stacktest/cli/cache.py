@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from stacktest import cli
+from stacktest.cli.common import escape, new_console
 
 cache_app = typer.Typer(
     name="cache",
@@ -38,16 +38,16 @@ def show(ctx: typer.Context) -> None:
     """Where the caches are and how big."""
     if ctx.invoked_subcommand is not None:
         return
-    from stacktest.providers.postgres import cache_entries
+    from stacktest.providers.pgdata import cache_entries
 
-    console = cli._console()
+    console = new_console()
     entries = cache_entries()
     if not entries:
         console.print("nothing cached")
         return
     for entry in entries:
         console.print(
-            f"postgres {entry.what}: {entry.entries} in {cli._escape(str(entry.path))}"
+            f"postgres {entry.what}: {entry.entries} in {escape(str(entry.path))}"
             f" ({_size(entry.size)})",
             soft_wrap=True,
         )
@@ -67,15 +67,15 @@ def clean(
 
     Safe while stacks run: a start that finds its spare gone copies from the cache
     instead. With --all, do not run it while a stack is starting."""
-    from stacktest.providers.postgres import clean_cache
+    from stacktest.providers.pgdata import clean_cache
 
-    console = cli._console()
+    console = new_console()
     removed = clean_cache(everything=everything)
     if not removed:
         console.print("nothing to remove")
     for entry in removed:
         console.print(
-            f"removed postgres {entry.what}: {cli._escape(str(entry.path))} ({_size(entry.size)})",
+            f"removed postgres {entry.what}: {escape(str(entry.path))} ({_size(entry.size)})",
             soft_wrap=True,
         )
 

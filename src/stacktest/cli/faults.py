@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stacktest import cli
+from stacktest.cli.common import DEFAULT_FILE, FileOpt, fail, new_console, running_state
 
 fault_app = typer.Typer(
     name="fault",
@@ -20,24 +20,24 @@ fault_app = typer.Typer(
 )
 
 
-def _ask(request: dict[str, Any], file: Any) -> dict[str, Any]:
-    from stacktest.cli_up import control
+def _ask(req: dict[str, Any], file: Any) -> dict[str, Any]:
+    from stacktest.engine.control import request
 
-    state = cli._running_state(file)
-    reply = control(state, request, timeout=120)
+    state = running_state(file)
+    reply = request(state, req, timeout=120)
     if not reply.get("ok"):
-        cli._fail(str(reply.get("error")))
+        fail(str(reply.get("error")))
     return reply
 
 
 def _service_command(op: str, done: str, doc: str) -> Any:
     def command(
         service: Annotated[str, typer.Argument(help="Service, or one replica (worker.2).")],
-        file: cli.FileOpt = cli.DEFAULT_FILE,
+        file: FileOpt = DEFAULT_FILE,
     ) -> None:
         started = time.monotonic()
         _ask({"op": op, "service": service}, file)
-        cli._console().print(f"{done} {service} in {time.monotonic() - started:.2f}s")
+        new_console().print(f"{done} {service} in {time.monotonic() - started:.2f}s")
 
     command.__doc__ = doc
     return command
@@ -72,7 +72,7 @@ def fault_add(
             "slow_close=500ms, http_error=503 first=2; stream=upstream, toxicity=0.5, name=x."
         ),
     ],
-    file: cli.FileOpt = cli.DEFAULT_FILE,
+    file: FileOpt = DEFAULT_FILE,
 ) -> None:
     """Add a toxic to an edge (or take the link down)."""
     from stacktest.errors import FaultError
@@ -80,47 +80,47 @@ def fault_add(
 
     if toxic == ["down"]:
         _ask({"op": "link", "edge": edge, "up": False}, file)
-        cli._console().print(f"{edge}: link down (new connections refused, open ones reset)")
+        new_console().print(f"{edge}: link down (new connections refused, open ones reset)")
         return
     spec = {}
     for word in toxic:
         key, sep, value = word.partition("=")
         if not sep:
-            cli._fail(f"{word!r}: expected key=value (e.g. latency=200ms), or `down`", 2)
+            fail(f"{word!r}: expected key=value (e.g. latency=200ms), or `down`", 2)
         spec[key.strip()] = value.strip()
     try:
         parsed = Toxic.parse(spec)
     except FaultError as exc:
-        cli._fail(str(exc), 2)
+        fail(str(exc), 2)
     reply = _ask({"op": "add_toxic", "edge": edge, "toxic": parsed.to_json()}, file)
     added = Toxic.from_json(reply["toxic"])
-    cli._console().print(f"{edge}: added {added.name}: {added.describe()}")
+    new_console().print(f"{edge}: added {added.name}: {added.describe()}")
 
 
 @fault_app.command("remove")
 def fault_remove(
     edge: Annotated[str, typer.Argument(help="CLIENT->SERVER.")],
     name: Annotated[str, typer.Argument(help="The toxic's name (see `fault list`).")],
-    file: cli.FileOpt = cli.DEFAULT_FILE,
+    file: FileOpt = DEFAULT_FILE,
 ) -> None:
     """Remove one toxic."""
     _ask({"op": "remove_toxic", "edge": edge, "name": name}, file)
-    cli._console().print(f"{edge}: removed {name}")
+    new_console().print(f"{edge}: removed {name}")
 
 
 @fault_app.command("up")
 def fault_up(
     edge: Annotated[str, typer.Argument(help="CLIENT->SERVER.")],
-    file: cli.FileOpt = cli.DEFAULT_FILE,
+    file: FileOpt = DEFAULT_FILE,
 ) -> None:
     """Bring a link taken down with `fault add EDGE down` back up."""
     _ask({"op": "link", "edge": edge, "up": True}, file)
-    cli._console().print(f"{edge}: link up")
+    new_console().print(f"{edge}: link up")
 
 
 @fault_app.command("list")
 def fault_list(
-    file: cli.FileOpt = cli.DEFAULT_FILE,
+    file: FileOpt = DEFAULT_FILE,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every fault proxy, its toxics, and paused or stopped services."""
@@ -134,7 +134,7 @@ def fault_list(
     if as_json:
         print(json.dumps({k: reply[k] for k in ("proxies", "paused", "stopped")}, indent=2))
         return
-    console = cli._console()
+    console = new_console()
     if not reply["proxies"]:
         console.print(
             "no fault proxies: add `proxy = true` to a dependency "
@@ -156,15 +156,26 @@ def fault_list(
 
 @fault_app.command("clear")
 def fault_clear(
-    file: cli.FileOpt = cli.DEFAULT_FILE,
+    file: FileOpt = DEFAULT_FILE,
 ) -> None:
     """Undo every fault: toxics removed, links up, paused resumed, stopped started."""
     reply = _ask({"op": "heal"}, file)
     healed = reply.get("healed") or []
-    cli._console().print(f"healed: {', '.join(healed)}" if healed else "no faults to clear")
+    new_console().print(f"healed: {', '.join(healed)}" if healed else "no faults to clear")
+
+
+def restart(
+    service: Annotated[str, typer.Argument(help="Service to restart (data is kept).")],
+    file: FileOpt = DEFAULT_FILE,
+) -> None:
+    """Restart a service of a running stack, keeping its data, ports and password."""
+    started = time.monotonic()
+    _ask({"op": "restart", "service": service}, file)
+    new_console().print(f"restarted {service} in {time.monotonic() - started:.2f}s")
 
 
 def register(app: typer.Typer) -> None:
+    app.command()(restart)
     app.add_typer(fault_app)
     for name, (op, done, doc) in SERVICE_COMMANDS.items():
         app.command(name)(_service_command(op, done, doc))

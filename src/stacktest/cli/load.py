@@ -12,7 +12,15 @@ from typing import Annotated, Any
 
 import typer
 
-from stacktest import cli
+from stacktest.cli.common import (
+    DEFAULT_FILE,
+    EXIT_USAGE,
+    FileOpt,
+    escape,
+    fail,
+    load_spec,
+    new_console,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
 def load(
     scenario_file: Annotated[Path, typer.Argument(help="A Python scenario file (docs/load.md).")],
-    file: cli.FileOpt = cli.DEFAULT_FILE,
+    file: FileOpt = DEFAULT_FILE,
     service: Annotated[
         str | None, typer.Option("--service", "-s", help="Stack service to load.")
     ] = None,
@@ -64,10 +72,10 @@ def load(
         tolerances = baselines.parse_tolerances(tolerance or [])
         compared_with = baselines.load_results(baseline) if baseline else None
     except (ScenarioFileError, ValueError) as exc:
-        cli._fail(str(exc), cli.EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     refs = [(ScenarioRef(str(spec.path), name), weight) for name, weight in spec.scenarios]
     count = workers if workers is not None else (os.cpu_count() or 1)
-    console = cli._console()
+    console = new_console()
     with _target(file, url or spec.url, service or spec.service) as (base_url, run_dir):
         try:
             test = LoadTest(
@@ -75,7 +83,7 @@ def load(
                 thresholds=spec.thresholds, name=spec.path.stem, **spec.options,
             )  # fmt: skip
         except (ThresholdError, ValueError, TypeError) as exc:
-            cli._fail(f"{spec.path}: {exc}", cli.EXIT_USAGE)
+            fail(f"{spec.path}: {exc}", EXIT_USAGE)
         total = sum(p.duration for p in phases)
         console.print(
             f"load {spec.path.name} -> {base_url}: {len(phases)} phase(s), {total:g}s, "
@@ -84,13 +92,13 @@ def load(
         try:
             result = _run_live(test, count, console)
         except (RuntimeError, ImportError, OSError) as exc:
-            cli._fail(f"the load run failed: {exc}")
+            fail(f"the load run failed: {exc}")
         directory = out or run_dir / "load" / time.strftime("%Y%m%d-%H%M%S")
         result.write(directory)
     if as_json:
         print(json.dumps(result.to_json(), indent=1))
     else:
-        console.print(cli._escape(result.summary()))
+        console.print(escape(result.summary()))
         console.print(f"results: {directory}")
     code = result.exit_code
     if save_baseline:
@@ -144,14 +152,14 @@ def _target(file: Path, url: str | None, service: str | None) -> Iterator[tuple[
     from stacktest.errors import StackError
     from stacktest.stack import Stack
 
-    spec = cli._load(file)
+    spec = load_spec(file)
     candidates = [n for n, s in spec.services.items() if s.is_process]
     name = service or (candidates[0] if len(candidates) == 1 else None)
     if name is None or name not in spec.services:
-        cli._fail(
+        fail(
             f"which service to load? set `service = \"...\"` in the scenario file or pass "
             f"--service (services: {', '.join(spec.services)})",
-            cli.EXIT_USAGE,
+            EXIT_USAGE,
         )
     try:
         attached = AttachedStack.attach(spec)
@@ -164,7 +172,7 @@ def _target(file: Path, url: str | None, service: str | None) -> Iterator[tuple[
     try:
         stack.start()
     except StackError as exc:
-        cli._fail(str(exc))
+        fail(str(exc))
     try:
         yield stack[name].url, spec.run_dir
     finally:

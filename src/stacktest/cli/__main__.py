@@ -1,0 +1,3 @@
+from stacktest.cli import main
+
+main()

@@ -1,0 +1,135 @@
+"""What every command shares: the --file option, exit codes, output, loading the stack
+file and finding its running state, the status table. An error ends the command here,
+as one message on stderr naming what is wrong and a hint, never a traceback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from stacktest.redact import redact
+
+if TYPE_CHECKING:
+    from stacktest.engine.rundir import RunDir
+    from stacktest.spec.model import StackSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+FileOpt = Annotated[
+    Path,
+    typer.Option(
+        "--file", "-f", envvar="STACKTEST_FILE", help="Stack file (default: ./stack.toml)."
+    ),
+]
+DEFAULT_FILE = Path("stack.toml")
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+
+def new_console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    new_console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
+    raise typer.Exit(code)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def load_spec(file: Path) -> StackSpec:
+    from stacktest.errors import ConfigError
+    from stacktest.spec.load import load_stack
+
+    try:
+        return load_stack(file)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def run_dir_for(file: Path) -> RunDir:
+    from stacktest.engine.rundir import RunDir
+
+    return RunDir(load_spec(file).run_dir)
+
+
+def running_state(file: Path) -> dict[str, Any]:
+    from stacktest.errors import StackNotRunning
+
+    try:
+        return run_dir_for(file).running_state()
+    except StackNotRunning as exc:
+        fail(str(exc))
+
+
+def uptime(started: float | None) -> str:
+    if not started:
+        return "-"
+    seconds = int(time.time() - started)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+
+
+def status_table(state: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"stack {state.get('stack')} ({state.get('state')})", title_justify="left")
+    for column in ("service", "state", "pid", "address", "uptime", "restarts"):
+        table.add_column(column)
+    colors = {"ready": "green", "running": "green", "completed": "cyan", "starting": "yellow"}
+    for name, info in state.get("instances", {}).items():
+        st = info.get("state", "?")
+        color = colors.get(st, "red" if st.startswith(("exited", "failed")) else "white")
+        table.add_row(
+            name,
+            f"[{color}]{st}[/]",
+            str(info.get("pid") or "-"),
+            escape(redact(info.get("fields", {}).get("url", ""))),
+            uptime(info.get("started_at")),
+            str(info.get("restarts", 0)),
+        )
+    return table
+
+
+def find_instance(state: dict[str, Any], service: str) -> dict[str, Any]:
+    instances: dict[str, Any] = state.get("instances", {})
+    if service in instances:
+        return dict(instances[service])
+    for info in instances.values():
+        if info.get("service") == service:
+            return dict(info)
+    fail(f"no service {service!r} in this stack (services: {', '.join(instances)})")
+
+
+class Commands:
+    """The commands one module defines, with typer's decorator; ``cli/__init__`` adds
+    them to the app (so no command module imports the app, nor the app's package)."""
+
+    def __init__(self) -> None:
+        self._commands: list[tuple[tuple[Any, ...], dict[str, Any], Callable[..., Any]]] = []
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[F], F]:
+        def add(fn: F) -> F:
+            self._commands.append((args, kwargs, fn))
+            return fn
+
+        return add
+
+    def register(self, app: typer.Typer) -> None:
+        for args, kwargs, fn in self._commands:
+            app.command(*args, **kwargs)(fn)

@@ -1,0 +1,229 @@
+"""Looking at a stack: ``status``, ``exec``, ``env``, ``doctor``, ``config``."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from stacktest.cli.common import (
+    DEFAULT_FILE,
+    EXIT_ERROR,
+    Commands,
+    FileOpt,
+    escape,
+    fail,
+    find_instance,
+    load_spec,
+    new_console,
+    run_dir_for,
+    running_state,
+    status_table,
+)
+from stacktest.redact import redact
+
+if TYPE_CHECKING:
+    from stacktest.spec.model import StackSpec
+
+commands = Commands()
+register = commands.register
+
+
+@commands.command()
+def status(
+    file: FileOpt = DEFAULT_FILE,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show each service: state, pid, address, uptime, restarts."""
+    run_dir = run_dir_for(file)
+    state = run_dir.read_state()
+    alive = run_dir.owner_alive()
+    if state is None or not alive:
+        if as_json:
+            print(json.dumps({"state": "stopped", "instances": {}}))
+        else:
+            new_console().print(f"no stack is running from {run_dir.path}")
+        raise typer.Exit(3)
+    if as_json:
+        print(json.dumps(_public_state(state), indent=2))
+        return
+    console = new_console()
+    console.print(status_table(state))
+    proxies = state.get("proxies") or {}
+    if proxies:
+        edges = ", ".join(
+            f"{name}{'' if p['enabled'] else ' (down)'}"
+            + (f" [{len(p['toxics'])} toxic(s)]" if p["toxics"] else "")
+            for name, p in proxies.items()
+        )
+        console.print(f"fault proxies: {edges}")
+        console.print(f"Toxiproxy API: {state.get('toxiproxy_api')}")
+
+
+def _public_state(state: dict[str, Any]) -> dict[str, Any]:
+    from stacktest.spec.schema import SECRET_FIELDS
+
+    out = {k: v for k, v in state.items() if k not in ("instances", "owner_argv")}
+    out["instances"] = {}
+    for name, info in state.get("instances", {}).items():
+        fields = {
+            k: ("****" if k in SECRET_FIELDS and v else redact(v))
+            for k, v in info.get("fields", {}).items()
+        }
+        out["instances"][name] = {
+            k: v
+            for k, v in info.items()
+            if k not in ("fields", "client_env", "client_args", "client_bin_dirs", "private_dir")
+        } | {"fields": fields}
+    return out
+
+
+@commands.command(
+    name="exec",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def exec_(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service whose connection settings to use.")],
+    file: FileOpt = DEFAULT_FILE,
+) -> None:
+    """Run a command wired to a service: `stacktest exec db -- psql -c 'select 1'`.
+
+    The provider's own clients (psql, valkey-cli) are put first on PATH and the
+    connection settings (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, NATS_URL,
+    REDISCLI_AUTH ...) are in the environment.
+    """
+    argv = list(ctx.args)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    state = running_state(file)
+    info = find_instance(state, service)
+    if not argv:
+        argv = {"postgres": ["psql"], "valkey": ["valkey-cli"], "redis": ["redis-cli"]}.get(
+            info["kind"], [os.environ.get("SHELL", "/bin/sh")]
+        )
+    env = dict(os.environ)
+    env.update(info.get("client_env", {}))
+    bin_dirs = info.get("client_bin_dirs", [])
+    env["PATH"] = os.pathsep.join([*bin_dirs, env.get("PATH", "")])
+    program = Path(argv[0]).name
+    argv = [argv[0], *info.get("client_args", {}).get(program, []), *argv[1:]]
+    import shutil
+
+    resolved = shutil.which(argv[0], path=env["PATH"])
+    if resolved is None:
+        fail(
+            f"command {argv[0]!r} not found on PATH (looked first in: {', '.join(bin_dirs) or '-'})"
+        )
+    sys.stdout.flush()
+    os.execve(resolved, argv, env)
+
+
+@commands.command()
+def env(
+    service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
+    file: FileOpt = DEFAULT_FILE,
+) -> None:
+    """Print connection settings as shell `export` lines: eval "$(stacktest env)"."""
+    import shlex
+
+    state = running_state(file)
+    instances = state.get("instances", {})
+    if service is not None:
+        find_instance(state, service)
+    for name, info in instances.items():
+        if service is not None and service not in (name, info.get("service")):
+            continue
+        prefix = name.upper().replace("-", "_").replace(".", "_")
+        for key, value in info.get("fields", {}).items():
+            if key in ("name", "run_dir", "data_dir"):
+                continue
+            print(f"export {prefix}_{key.upper()}={shlex.quote(str(value))}")
+
+
+@commands.command()
+def doctor(file: FileOpt = DEFAULT_FILE) -> None:
+    """Which server binaries stacktest finds, where, and how to get what is missing."""
+    from rich.table import Table
+
+    from stacktest.providers import ALL_KINDS, provider_for
+
+    table = Table(title="server binaries")
+    for column in ("provider", "binary", "found at", "version"):
+        table.add_column(column)
+    missing = []
+    for kind in ALL_KINDS:
+        for report in provider_for(kind).doctor():
+            if report.path is None:
+                missing.append(report)
+            table.add_row(
+                report.provider,
+                report.binary,
+                str(report.path) if report.path else "[red]not found[/]",
+                report.version or "-",
+            )
+    console = new_console()
+    console.print(table)
+    for report in missing:
+        console.print(f"[red]{report.provider}[/]: looked in:")
+        for place in report.looked_in:
+            console.print(f"  - {escape(place)}")
+        console.print(f"  hint: {escape(report.hint)}")
+    if file.exists():
+        spec = load_spec(file)
+        console.print(f"stack file {spec.source}: {len(spec.services)} services, valid")
+    if missing:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@commands.command()
+def config(
+    file: FileOpt = DEFAULT_FILE,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Validate the stack file and print it as stacktest understands it."""
+    spec = load_spec(file)
+    data = spec_to_dict(spec)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    from rich.pretty import Pretty
+
+    new_console().print(Pretty(data))
+
+
+def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
+    """The validated stack as plain data, secrets redacted."""
+    services = {}
+    for name in spec.start_order():
+        s = spec.services[name]
+        entry: dict[str, Any] = {"use": s.use}
+        if s.is_process:
+            entry.update(command=list(s.command), shell=s.shell, cwd=s.cwd, replicas=s.replicas)
+            if s.ready:
+                entry["ready"] = {k: v for k, v in vars(s.ready).items() if v not in ("", (), None)}
+        options = dict(s.options)
+        if options.get("password"):
+            options["password"] = "****"
+        entry.update(options)
+        entry.update(
+            env=dict(s.env),
+            depends_on={d.service: d.condition.value for d in s.depends_on},
+            start_timeout=s.start_timeout,
+            stop_timeout=s.stop_timeout,
+            stop_signal=s.stop_signal.name,
+            restart=s.restart,
+        )
+        services[name] = entry
+    return {
+        "name": spec.name,
+        "source": str(spec.source),
+        "run_dir": str(spec.run_dir),
+        "start_order": spec.start_order(),
+        "proxied_edges": [f"{client}->{server}" for client, server in spec.proxied_edges()],
+        "services": services,
+    }

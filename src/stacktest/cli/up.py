@@ -1,0 +1,253 @@
+"""``stacktest up`` (foreground, or -d: a background runner), ``down``, and ``test``:
+start the stack, run pytest against it, stop it, write the report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from stacktest.cli.common import (
+    DEFAULT_FILE,
+    Commands,
+    FileOpt,
+    escape,
+    fail,
+    load_spec,
+    new_console,
+    run_dir_for,
+    status_table,
+)
+from stacktest.cli.report import write_report
+
+if TYPE_CHECKING:
+    from stacktest.spec.model import StackSpec
+
+commands = Commands()
+register = commands.register
+
+
+@commands.command()
+def up(
+    file: FileOpt = DEFAULT_FILE,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Start in the background and return.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(hidden=True)] = False,
+) -> None:
+    """Start the stack: every service healthy, in dependency order.
+
+    In the foreground, Ctrl-C stops everything. With -d, a background runner keeps
+    the stack up until `stacktest down`.
+    """
+    spec = load_spec(file)
+    if detach:
+        _up_detached(spec, file)
+        return
+    code = run_foreground(spec, quiet=quiet)
+    raise typer.Exit(code)
+
+
+def _start_detached_showing_progress(spec: StackSpec, console: Any) -> dict[str, Any]:
+    """``start_detached`` under a spinner naming the services still starting; errors exit 1."""
+    from stacktest.engine.detached import start_detached
+    from stacktest.errors import StackError
+
+    with console.status("starting services...") as progress:
+        try:
+            return start_detached(
+                spec, on_progress=lambda w: progress.update(f"starting: {', '.join(w) or '...'}")
+            )
+        except StackError as exc:
+            fail(str(exc))
+
+
+def _up_detached(spec: StackSpec, file: Path) -> None:
+    console = new_console()
+    started = time.monotonic()
+    state = _start_detached_showing_progress(spec, console)
+    console.print(status_table(state))
+    console.print(
+        f"[green]ready[/] in {time.monotonic() - started:.2f}s "
+        f"(runner pid {state.get('owner_pid')}); stop with `stacktest down`"
+    )
+
+
+@commands.command()
+def down(
+    file: FileOpt = DEFAULT_FILE,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a clean stop.")] = 30.0,
+) -> None:
+    """Stop the stack (and anything a killed runner left behind)."""
+    from stacktest.engine.detached import stop_running
+
+    message = stop_running(run_dir_for(file), timeout)
+    new_console().print(message)
+
+
+@commands.command(
+    "test",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def run_tests(
+    ctx: typer.Context,
+    file: FileOpt = DEFAULT_FILE,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the stack running afterwards.")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Directory for junit.xml, summary.md and report.html (default: RUN_DIR/report).",
+        ),
+    ] = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Write no report.")
+    ] = False,
+) -> None:
+    """Start the stack, run pytest against it, stop it, write a report; the exit code is
+    pytest's.
+
+    Arguments after `--` go to pytest: `stacktest test -- -x -n 2 tests/`. Every
+    pytest worker attaches to the one stack (--stack-attach). A stack already running
+    from the stack file is used as it is and left running. The report (Markdown summary,
+    self-contained HTML) covers the tests (JUnit XML: yours if you pass --junitxml),
+    the services, the timeline of events and faults, and load runs.
+    """
+    import subprocess
+
+    from stacktest.engine.detached import stop_running
+    from stacktest.engine.rundir import RunDir
+
+    spec = load_spec(file)
+    run_dir = RunDir(spec.run_dir)
+    console = new_console(stderr=True)
+    already = run_dir.owner_alive()
+    if already:
+        console.print(f"stacktest: using the stack already running from {spec.run_dir}")
+    else:
+        started = time.monotonic()
+        _start_detached_showing_progress(spec, console)
+        console.print(f"stacktest: stack ready in {time.monotonic() - started:.2f}s")
+    argv = [sys.executable, "-m", "pytest", f"--stack={spec.source}", "--stack-attach", *ctx.args]
+    report_dir = (report or spec.run_dir / "report").absolute()
+    junit = _junit_path(ctx.args)
+    if junit is None and not no_report:
+        junit = report_dir / "junit.xml"
+        junit.unlink(missing_ok=True)
+        argv.append(f"--junitxml={junit}")
+    code = 1
+    try:
+        proc = subprocess.Popen(argv)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:  # pytest got the Ctrl-C too; let it finish its report
+            code = proc.wait()
+    finally:
+        if not already and not keep:
+            console.print(f"stacktest: {stop_running(run_dir, timeout=30)}")
+    if not no_report:
+        write_report(spec.run_dir, junit, report_dir, console)
+    raise typer.Exit(code)
+
+
+def _junit_path(args: list[str]) -> Path | None:
+    """The JUnit XML path among pytest's arguments (--junitxml=F, --junit-xml F)."""
+    for i, arg in enumerate(args):
+        for flag in ("--junitxml", "--junit-xml"):
+            if arg.startswith(flag + "="):
+                return Path(arg.split("=", 1)[1]).absolute()
+            if arg == flag and i + 1 < len(args):
+                return Path(args[i + 1]).absolute()
+    return None
+
+
+def run_foreground(spec: StackSpec, *, quiet: bool) -> int:
+    """Start the stack, keep it up until Ctrl-C / SIGTERM / `stacktest down`, stop it.
+
+    This is also the detached runner (``up --quiet``, started by ``up -d``): it logs
+    one line per event instead of a spinner."""
+    import asyncio
+
+    return asyncio.run(_foreground(spec, quiet=quiet))
+
+
+async def _foreground(spec: StackSpec, *, quiet: bool) -> int:
+    import asyncio
+    import signal
+
+    from rich.console import Console
+
+    from stacktest.engine.runtime import AsyncStack
+    from stacktest.errors import StackError
+
+    console = Console(highlight=False, force_terminal=False if quiet else None)
+    waiting: set[str] = set()
+    status = None if quiet else console.status("starting services...")
+
+    def on_event(service: str, what: str, detail: dict[str, Any]) -> None:
+        if what == "starting":
+            waiting.add(service)
+        elif what in ("ready", "exited", "stopped", "completed"):
+            waiting.discard(service)
+        if quiet:
+            extra = " ".join(f"{k}={v}" for k, v in detail.items())
+            print(f"{time.strftime('%H:%M:%S')} {service}: {what} {extra}".rstrip(), flush=True)
+        elif status is not None:
+            status.update(f"starting: {', '.join(sorted(waiting)) or '...'}")
+
+    stack = AsyncStack(spec, on_event=on_event, stop_on_shutdown=False)
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    phase = {"starting": True}
+
+    def on_signal() -> None:
+        if phase["starting"]:
+            main_task.cancel()
+        else:
+            stack.shutdown_requested.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    if status is not None:
+        status.start()
+    try:
+        await stack.start()
+    except asyncio.CancelledError:
+        if status is not None:
+            status.stop()
+        console.print("interrupted: every service started so far was stopped")
+        return 130
+    except StackError as exc:
+        if status is not None:
+            status.stop()
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return 1
+    finally:
+        phase["starting"] = False
+    if status is not None:
+        status.stop()
+    state = stack.run_dir.read_state() or {}
+    took = (stack.ready_at or 0) - (stack.started_at or 0)
+    if not quiet:
+        if stack.reaped:
+            console.print(f"reaped leftovers of a previous run: {', '.join(stack.reaped)}")
+        console.print(status_table(state))
+        console.print(
+            f"[green]ready[/] in {took:.2f}s. Ctrl-C to stop; "
+            "`stacktest logs -f` to follow the output."
+        )
+    else:
+        print(f"ready in {took:.2f}s", flush=True)
+    await stack.shutdown_requested.wait()
+    if not quiet:
+        console.print("stopping...")
+    await stack.stop()
+    if not quiet:
+        console.print("stopped")
+    return 0

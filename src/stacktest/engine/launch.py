@@ -1,0 +1,167 @@
+"""Launching an instance's process, and waiting until it is ready.
+
+A launch asks the provider how to start the instance (argv, env, user), starts it in
+a session of its own, tagged with the run's id (so a sweep can find what a dead
+owner left), its output going straight to its log file (the fd is handed to the
+child, so the log outlives the owner).
+
+Readiness is one probe attempt per call, the provider's; the wait owns polling
+(from 5 ms, backing off to 100 ms) and the deadline, and watches the process' exit
+at the same time, so "exited before ready" is reported the moment it happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from stacktest.engine import procs
+from stacktest.engine.instances import Journal, Running
+from stacktest.engine.rundir import RunDir, log_tail
+from stacktest.errors import ServiceExited, ServiceStartError, ServiceStartTimeout, StackError
+from stacktest.providers.base import Instance
+
+FIRST_POLL = 0.005
+MAX_POLL = 0.1
+
+
+class Launcher:
+    """Starts instances' processes for one run, and waits for them to be ready."""
+
+    def __init__(self, run_id: str, run_dir: RunDir, journal: Journal) -> None:
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.journal = journal
+
+    async def launch(self, run: Running) -> None:
+        """Start the instance's process; return once it is running (not yet ready)."""
+        instance = run.instance
+        run.state = "starting"
+        run.stopping = False
+        self.journal.emit(instance.name, "starting")
+        launch = await run.provider.prepare(instance)
+        env = {
+            **launch.env,
+            procs.TAG_RUN_ID: self.run_id,
+            procs.TAG_RUN_DIR: str(self.run_dir.path),
+            procs.TAG_SERVICE: instance.name,
+        }
+        instance.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(instance.log_path, "ab") as log:
+            if run.restarts:
+                log.write(f"--- stacktest: restart {run.restarts} ---\n".encode())
+                log.flush()
+            try:
+                run.proc = await asyncio.create_subprocess_exec(
+                    *launch.argv,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    cwd=launch.cwd,
+                    env=env,
+                    start_new_session=True,
+                    user=launch.user,
+                )
+            except OSError as exc:
+                raise ServiceStartError(
+                    instance.name,
+                    f"could not be started: {exc}",
+                    hint=f"check services.{instance.spec.name}.command and cwd",
+                ) from None
+        run.started_at = time.time()
+        run.start_ticks = procs.start_ticks(run.proc.pid)
+        run.exit_code = None
+        run.exit_task = asyncio.ensure_future(run.proc.wait())
+        run.state = "started"
+        self.journal.emit(instance.name, "started", pid=run.proc.pid)
+        self.journal.write_state()
+
+    async def wait_ready(self, run: Running, *, completion_awaited: bool = False) -> None:
+        """Poll the provider's probe until ready, under the service's start_timeout.
+
+        Raises ServiceExited if the process exits first (unless it exits 0 and
+        ``completion_awaited``: a job a dependent waits to complete), and
+        ServiceStartTimeout at the deadline, with the log's tail and the last error.
+        """
+        instance = run.instance
+        assert run.exit_task is not None
+        timeout = instance.spec.start_timeout
+        deadline = time.monotonic() + timeout
+        interval = FIRST_POLL
+        last_error: str | None = None
+        while True:
+            if run.exit_task.done():
+                code = run.exit_task.result()
+                if code == 0 and completion_awaited:
+                    break
+                raise ServiceExited(
+                    instance.name,
+                    code,
+                    waited_for=waited_for(instance),
+                    log_tail=log_tail(instance.log_path),
+                    log_path=instance.log_path,
+                    hint=exit_hint(instance),
+                )
+            remaining = deadline - time.monotonic()
+            try:
+                ok = await asyncio.wait_for(run.provider.probe(instance), max(remaining, 0.001))
+            except (TimeoutError, OSError, StackError) as exc:
+                ok, last_error = False, f"{type(exc).__name__}: {exc}".strip()
+            except Exception as exc:  # a client library's own error (psycopg ...)
+                ok, last_error = False, f"{type(exc).__name__}: {exc}".strip()
+            if ok and not run.exit_task.done():
+                break  # (nothing awaits from here to ready_at: the supervisor sees one or other)
+            if ok:
+                continue  # it exited while the probe ran: judged at the top, not called ready
+            if time.monotonic() >= deadline:
+                hint = (
+                    f"raise services.{instance.spec.name}.start_timeout,"
+                    " or check its ready settings"
+                )
+                if last_error:
+                    hint = f"last attempt said: {last_error.splitlines()[0]}\n  hint: {hint}"
+                raise ServiceStartTimeout(
+                    instance.name,
+                    timeout,
+                    waited_for=waited_for(instance),
+                    log_tail=log_tail(instance.log_path),
+                    log_path=instance.log_path,
+                    hint=hint,
+                )
+            await asyncio.wait([run.exit_task], timeout=min(interval, max(remaining, 0)))
+            interval = min(interval * 1.5, MAX_POLL)
+        run.ready_at = time.time()
+        if run.exit_task.done():  # a job that completed (exit 0) before it was seen running
+            return
+        run.state = "ready" if instance.spec.has_health else "running"
+        seconds = round(run.ready_at - (run.started_at or 0), 3)
+        self.journal.emit(instance.name, "ready", seconds=seconds)
+        self.journal.write_state()
+
+
+def waited_for(instance: Instance) -> str:
+    """What readiness meant for this instance, in words (for error messages)."""
+    check = instance.ready
+    if not instance.spec.is_process:
+        return {
+            "postgres": "a query (SELECT 1) on its unix socket",
+            "valkey": "PING answered with PONG",
+            "redis": "PING answered with PONG",
+            "nats": "its monitoring endpoint /healthz to answer 200",
+        }.get(instance.spec.use, "its readiness check")
+    if check is None:
+        return "the process to start"
+    if check.kind == "http":
+        return f"GET {check.target} to answer {check.status}"
+    if check.kind == "tcp":
+        return f"a TCP connection to {check.target or instance.port}"
+    if check.kind == "log":
+        return f"a log line matching {check.target!r}"
+    return f"command {' '.join(check.argv)!r} to exit 0"
+
+
+def exit_hint(instance: Instance) -> str:
+    spec = instance.spec
+    if spec.is_process:
+        return f"run it by hand to see why: {' '.join(instance.command)}"
+    return f"see the log above; `stacktest doctor` shows which {spec.use} binary was used"
