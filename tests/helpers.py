@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PY = sys.executable
@@ -26,8 +28,10 @@ def run_stacktest(
     )
 
 
-def start_foreground_up(project: Path, timeout: float = 60) -> subprocess.Popen[str]:
-    """``stacktest up`` in the foreground, returned once it says the stack is ready."""
+@contextlib.contextmanager
+def foreground_up(project: Path, timeout: float = 60) -> Iterator[subprocess.Popen[str]]:
+    """``stacktest up`` in the foreground, yielded once it says the stack is ready; killed
+    (if still running) and its pipe closed afterwards, whatever the test did."""
     proc = subprocess.Popen(
         [PY, "-m", "stacktest", "up"],
         cwd=project,
@@ -36,12 +40,18 @@ def start_foreground_up(project: Path, timeout: float = 60) -> subprocess.Popen[
         text=True,
     )
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        if "ready in" in line:
-            return proc
-        if time.monotonic() > deadline:
-            break
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"`stacktest up` was not ready within {timeout:g}s")
+    try:
+        deadline = time.monotonic() + timeout
+        for line in proc.stdout:
+            if "ready in" in line:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"`stacktest up` was not ready within {timeout:g}s")
+        else:
+            raise AssertionError("`stacktest up` ended before it was ready")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()

@@ -26,8 +26,9 @@ from stacktest.errors import (
 if TYPE_CHECKING:
     from stacktest.attach import AttachedStack
     from stacktest.engine.runtime import AsyncStack
+    from stacktest.service import Service
     from stacktest.spec.load import load_stack
-    from stacktest.stack import Service, Stack
+    from stacktest.stack import Stack
     from stacktest.wait import EventuallyTimeout, eventually, eventually_async
 
 __version__ = "0.1.0"
@@ -56,7 +57,7 @@ __all__ = [
 _LAZY = {
     "AsyncStack": "stacktest.engine.runtime",
     "Stack": "stacktest.stack",
-    "Service": "stacktest.stack",
+    "Service": "stacktest.service",
     "load_stack": "stacktest.spec.load",
     "AttachedStack": "stacktest.attach",
     "eventually": "stacktest.wait",

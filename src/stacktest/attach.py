@@ -16,8 +16,8 @@ from typing import Any
 from stacktest.engine import control
 from stacktest.engine.rundir import RunDir
 from stacktest.operations import Operations
+from stacktest.service import Service
 from stacktest.spec.model import StackSpec
-from stacktest.stack import Service
 
 
 class AttachedStack(Operations):

@@ -15,7 +15,7 @@ import pytest
 from stacktest import eventually
 from stacktest.engine import procs
 from stacktest.engine.procs import alive as pid_alive
-from tests.helpers import run_stacktest, start_foreground_up
+from tests.helpers import foreground_up, run_stacktest
 
 pytestmark = pytest.mark.integration
 Write = Callable[..., Path]
@@ -117,18 +117,16 @@ def shm_segments_mapped(pid: int) -> list[str]:
 
 def test_kill_9_of_foreground_up_leaves_nothing_running(project: Path) -> None:
     """The owner's watchdog reaps its services at once; no other command is needed."""
-    fg = start_foreground_up(project)
-    first = instance_pids(project)
-    state = json.loads((project / ".stacktest" / "state.json").read_text())
-    control, db_pid = state["control"], state["instances"]["db"]["pid"]
-    private, sock = state["instances"]["db"]["private_dir"], state["instances"]["cache"]["unix_socket"]
-    assert len(first) == 3 and all(pid_alive(p) for p in first)
-    # postgres keeps its dynamic shared memory in the data dir: a SIGKILL leaks nothing in /dev/shm
-    assert shm_segments_mapped(db_pid) == []
-    fg.send_signal(signal.SIGKILL)
-    fg.wait()
-    assert fg.stdout is not None
-    fg.stdout.close()
+    with foreground_up(project) as fg:
+        first = instance_pids(project)
+        state = json.loads((project / ".stacktest" / "state.json").read_text())
+        control, db_pid = state["control"], state["instances"]["db"]["pid"]
+        private, sock = state["instances"]["db"]["private_dir"], state["instances"]["cache"]["unix_socket"]
+        assert len(first) == 3 and all(pid_alive(p) for p in first)
+        # postgres keeps its dynamic shared memory in the data dir: a SIGKILL leaks nothing in /dev/shm
+        assert shm_segments_mapped(db_pid) == []
+        fg.send_signal(signal.SIGKILL)
+        fg.wait()
 
     assert wait_gone(first) == []
 
@@ -167,11 +165,11 @@ def watchdogs_of(project: Path) -> list[int]:
 
 
 def test_foreground_up_stops_everything_on_ctrl_c(project: Path) -> None:
-    fg = start_foreground_up(project)
-    pids = instance_pids(project)
-    fg.send_signal(signal.SIGINT)
-    out, _ = fg.communicate(timeout=30)
-    assert fg.returncode == 0, out
+    with foreground_up(project) as fg:
+        pids = instance_pids(project)
+        fg.send_signal(signal.SIGINT)
+        out, _ = fg.communicate(timeout=30)
+        assert fg.returncode == 0, out
     assert wait_gone(pids) == []
 
 

@@ -57,8 +57,12 @@ def test_p50_matches_the_known_service_time(api: str) -> None:
     result = LoadTest(sleep_10ms, api, [Phase("steady", "3s", 50)]).run()
     assert result.phases["steady"]["offered"] == 150
     assert result.phases["steady"]["completed"] == 150
-    assert abs(result.service_time("sleep")["p50"] - 10) <= 1, result.service_time("sleep")
-    assert abs(result.latency("sleep")["p50"] - 10) <= 1, result.latency("sleep")
+    service, latency = result.service_time("sleep"), result.latency("sleep")
+    assert abs(service["p50"] - 10) <= 1, service
+    # Nothing queues at 50/s: the corrected latency is the service time of the same run
+    # (compared with it, not with the nominal 10 ms, which a loaded machine's timers miss).
+    assert latency["p50"] >= service["p50"] - 0.05, (latency, service)
+    assert latency["p50"] - service["p50"] <= 1, (latency, service)
     assert result.valid, result.invalid_reasons
 
 

@@ -123,7 +123,7 @@ def _layer(name: str) -> str:
     rest = name.removeprefix("stacktest").removeprefix(".")
     if rest in BASE:
         return "base"
-    if rest in ("", "stack", "attach", "operations", "faults.nemesis"):
+    if rest in ("", "stack", "attach", "operations", "service", "client_env", "faults.nemesis"):
         return "api"  # (the nemesis drives a Stack through its operations)
     top = rest.split(".")[0]
     return {"pytest_plugin": "plugin", "__main__": "cli"}.get(top, top)

@@ -32,10 +32,22 @@ EXIT_USAGE = 2
 
 
 
+#: Output that is not a terminal (a CI log, a pipe) is not wrapped at 80 columns:
+#: paths and messages stay whole, for people and for grep.
+UNWRAPPED_WIDTH = 1000
+
+
 def new_console(stderr: bool = False) -> Any:
+    """A rich console; when the output is not a terminal (and COLUMNS is not set), wide
+    and without soft wrapping, so nothing is cut or split."""
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, highlight=False, width=UNWRAPPED_WIDTH, soft_wrap=True)
+    return console
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:

@@ -13,6 +13,7 @@ import typer
 from stacktest.cli.common import (
     DEFAULT_FILE,
     EXIT_ERROR,
+    EXIT_USAGE,
     Commands,
     FileOpt,
     escape,
@@ -61,6 +62,7 @@ def status(
             for name, p in proxies.items()
         )
         console.print(f"fault proxies: {edges}")
+    if state.get("toxiproxy_api"):
         console.print(f"Toxiproxy API: {state.get('toxiproxy_api')}")
 
 
@@ -106,7 +108,11 @@ def exec_(
         argv = {"postgres": ["psql"], "valkey": ["valkey-cli"], "redis": ["redis-cli"]}.get(
             info["kind"], [os.environ.get("SHELL", "/bin/sh")]
         )
-    env = dict(os.environ)
+    from stacktest.client_env import with_client_environment
+
+    # the stack's client variables where the environment has none; this service's own
+    # connection settings (PGHOST ...) win: they are what `exec SERVICE` asks for
+    env = with_client_environment(state, os.environ)
     env.update(info.get("client_env", {}))
     bin_dirs = info.get("client_bin_dirs", [])
     env["PATH"] = os.pathsep.join([*bin_dirs, env.get("PATH", "")])
@@ -127,22 +133,60 @@ def exec_(
 def env(
     service: Annotated[str | None, typer.Argument(help="Only this service.")] = None,
     file: FileOpt = DEFAULT_FILE,
+    client: Annotated[
+        bool,
+        typer.Option(
+            "--client",
+            help="What `stacktest test`, `exec` and `load` give user code: DB_URL..., "
+            "DATABASE_URL, PGHOST..., REDIS_URL, NATS_URL, TOXIPROXY_URL.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    dotenv: Annotated[bool, typer.Option("--dotenv", help="KEY=\"value\" lines (.env).")] = False,
 ) -> None:
-    """Print connection settings as shell `export` lines: eval "$(stacktest env)"."""
-    import shlex
+    """Print connection settings as shell `export` lines: eval "$(stacktest env)".
 
+    Without --client: every field of every instance (DB_URL, DB_PASSWORD, WORKER_1_PORT
+    ...). With --client: the variables user code gets (docs/cli.md).
+    """
+    from stacktest.client_env import client_environment, env_prefix
+
+    if as_json and dotenv:
+        fail("--json and --dotenv: choose one", EXIT_USAGE)
     state = running_state(file)
     instances = state.get("instances", {})
-    if service is not None:
-        find_instance(state, service)
-    for name, info in instances.items():
-        if service is not None and service not in (name, info.get("service")):
-            continue
-        prefix = name.upper().replace("-", "_").replace(".", "_")
-        for key, value in info.get("fields", {}).items():
-            if key in ("name", "run_dir", "data_dir"):
+    chosen = find_instance(state, service) if service is not None else None
+    variables: dict[str, str] = {}
+    if client:
+        if chosen is None:
+            variables = client_environment(state)
+        else:
+            one = {"instances": {service: chosen}}
+            variables = client_environment(one)
+    else:
+        for name, info in instances.items():
+            if service is not None and service not in (name, info.get("service")):
                 continue
-            print(f"export {prefix}_{key.upper()}={shlex.quote(str(value))}")
+            for key, value in info.get("fields", {}).items():
+                if key not in ("name", "run_dir", "data_dir"):
+                    variables[f"{env_prefix(name)}_{key.upper()}"] = str(value)
+        if service is None and state.get("toxiproxy_api"):
+            variables["TOXIPROXY_URL"] = str(state["toxiproxy_api"])
+    _print_variables(variables, "json" if as_json else "dotenv" if dotenv else "shell")
+
+
+def _print_variables(variables: dict[str, str], style: str) -> None:
+    import shlex
+
+    if style == "json":
+        print(json.dumps(variables, indent=2))
+        return
+    for key, value in variables.items():
+        if style == "dotenv":
+            quoted = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            print(f'{key}="{quoted}"')
+        else:
+            print(f"export {key}={shlex.quote(value)}")
 
 
 @commands.command()
@@ -225,5 +269,6 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
         "run_dir": str(spec.run_dir),
         "start_order": spec.start_order(),
         "proxied_edges": [f"{client}->{server}" for client, server in spec.proxied_edges()],
+        "toxiproxy_port": spec.toxiproxy_port,
         "services": services,
     }

@@ -166,6 +166,7 @@ def _target(file: Path, url: str | None, service: str | None) -> Iterator[tuple[
     except StackError:
         attached = None
     if attached is not None:
+        _export_client_environment(attached.state)
         yield attached[name].url, spec.run_dir
         return
     stack = Stack(spec)
@@ -174,6 +175,16 @@ def _target(file: Path, url: str | None, service: str | None) -> Iterator[tuple[
     except StackError as exc:
         fail(str(exc))
     try:
+        _export_client_environment(stack.run_dir.read_state() or {})
         yield stack[name].url, spec.run_dir
     finally:
         stack.stop()
+
+
+def _export_client_environment(state: dict[str, Any]) -> None:
+    """The stack's client variables (DATABASE_URL ...) for the scenario and its worker
+    processes, where this environment does not set them already."""
+    from stacktest.client_env import client_environment
+
+    for key, value in client_environment(state).items():
+        os.environ.setdefault(key, value)

@@ -3,7 +3,6 @@ start the stack, run pytest against it, stop it, write the report."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -108,32 +107,55 @@ def run_tests(
     no_report: Annotated[
         bool, typer.Option("--no-report", help="Write no report.")
     ] = False,
+    python: Annotated[
+        Path | None,
+        typer.Option(
+            "--python",
+            help="The project's interpreter (or virtualenv) to run pytest with "
+            "(default: the active virtualenv's, else python3 on PATH).",
+        ),
+    ] = None,
 ) -> None:
-    """Start the stack, run pytest against it, stop it, write a report; the exit code is
-    pytest's.
+    """Start the stack, run the project's pytest against it, stop it, write a report; the
+    exit code is pytest's.
 
     Arguments after `--` go to pytest: `stacktest test -- -x -n 2 tests/`. Every
     pytest worker attaches to the one stack (--stack-attach). A stack already running
     from the stack file is used as it is and left running. The report (Markdown summary,
     self-contained HTML) covers the tests (JUnit XML: yours if you pass --junitxml),
     the services, the timeline of events and faults, and load runs.
+
+    pytest gets the stack's client variables (DATABASE_URL, PGHOST..., REDIS_URL,
+    NATS_URL, DB_URL ...: `stacktest env --client`) where its environment has none.
     """
+    import os
     import subprocess
 
+    from stacktest.cli import testrun
+    from stacktest.client_env import with_client_environment
     from stacktest.engine.detached import stop_running
     from stacktest.engine.rundir import RunDir
 
     spec = load_spec(file)
     run_dir = RunDir(spec.run_dir)
     console = new_console(stderr=True)
+    interpreter, why = testrun.resolve_python(python)
+    problem = testrun.check_python(interpreter)
+    if problem:
+        fail(problem)
+    plugin_args, plugin_env = testrun.plugin_wiring(interpreter, spec.run_dir / "pyshim")
     already = run_dir.owner_alive()
     if already:
         console.print(f"stacktest: using the stack already running from {spec.run_dir}")
+        state = run_dir.read_state() or {}
     else:
         started = time.monotonic()
-        _start_detached_showing_progress(spec, console)
+        state = _start_detached_showing_progress(spec, console)
         console.print(f"stacktest: stack ready in {time.monotonic() - started:.2f}s")
-    argv = [sys.executable, "-m", "pytest", f"--stack={spec.source}", "--stack-attach", *ctx.args]
+    console.print(f"stacktest: pytest with {interpreter} ({why})")
+    env = {**with_client_environment(state, os.environ), **plugin_env}
+    argv = [interpreter, "-m", "pytest", *plugin_args, f"--stack={spec.source}", "--stack-attach"]
+    argv += ctx.args
     report_dir = (report or spec.run_dir / "report").absolute()
     junit = _junit_path(ctx.args)
     if junit is None and not no_report:
@@ -142,7 +164,7 @@ def run_tests(
         argv.append(f"--junitxml={junit}")
     code = 1
     try:
-        proc = subprocess.Popen(argv)
+        proc = subprocess.Popen(argv, env=env)
         try:
             code = proc.wait()
         except KeyboardInterrupt:  # pytest got the Ctrl-C too; let it finish its report
@@ -180,12 +202,10 @@ async def _foreground(spec: StackSpec, *, quiet: bool) -> int:
     import asyncio
     import signal
 
-    from rich.console import Console
-
     from stacktest.engine.runtime import AsyncStack
     from stacktest.errors import StackError
 
-    console = Console(highlight=False, force_terminal=False if quiet else None)
+    console = new_console()
     waiting: set[str] = set()
     status = None if quiet else console.status("starting services...")
 

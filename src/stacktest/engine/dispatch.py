@@ -11,11 +11,13 @@ and, for callers, a method in :mod:`stacktest.operations`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stacktest.errors import StackError
-from stacktest.faults.plane import FaultPlane
 from stacktest.faults.toxics import Toxic
+
+if TYPE_CHECKING:
+    from stacktest.faults.plane import FaultPlane
 
 
 class Target(Protocol):

@@ -50,8 +50,10 @@ class Plan:
     services: dict[str, list[Instance]] = field(default_factory=dict)
     providers: dict[str, Provider] = field(default_factory=dict)
     edges: dict[str, EdgePlan] = field(default_factory=dict)
-    #: The Toxiproxy-compatible API's port.
+    #: The Toxiproxy-compatible API's port: the stack's ``toxiproxy_port`` (8474) when
+    #: it is free at start, else ``api_fallback_port``.
     api_port: int = 0
+    api_fallback_port: int = 0
 
     def edge(self, client: str, server: str) -> EdgePlan | None:
         return self.edges.get(edge_name(client, server))
@@ -106,7 +108,8 @@ def plan_stack(
             upstream_unix=plan.providers[server].unix_socket(target),
         )
         plan.edges[edge.name] = edge
-    plan.api_port = port()
+    plan.api_fallback_port = port()
+    plan.api_port = spec.toxiproxy_port or plan.api_fallback_port
     for instances in plan.services.values():
         for instance in instances:
             render_instance(instance, plan, spec.base_dir)

@@ -151,7 +151,7 @@ class AsyncStack:
                 run.private_dir = run.instance.scratch.get("private_dir")
             self._journal.write_state()
             await self._control.start()
-            await self.faults.start(self._plan.api_port)
+            await self.faults.start(self._plan.api_port, self._plan.api_fallback_port)
             self._startup_failure = asyncio.get_running_loop().create_future()
             await graph.start_graph(
                 self.spec, self._instances, self._supervisor, self._startup_failure

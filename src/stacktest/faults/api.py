@@ -13,7 +13,9 @@ JSON are Toxiproxy 2.x's:
     POST   /proxies/{proxy}   (enabled: false is the link ``down``)
     DELETE /proxies/{proxy}
 
-Proxies made through the API (``POST /proxies``) listen on loopback only.
+Proxies made through the API (``POST /proxies``) listen on loopback only. The edges the
+stack file declares cannot be deleted (``DELETE`` answers 403 and heals the edge, so a
+client's ``destroy_all()`` teardown leaves them healthy); ``POST /reset`` heals all.
 """
 
 from __future__ import annotations
@@ -154,6 +156,19 @@ class ToxiproxyAPI:
                 return 200, proxy.to_json()
             case ("DELETE", [_, name]) if path[0] == "proxies":
                 proxy = self._proxy(name)
+                if proxy.name in self.proxies.declared:
+                    # A stock client's teardown (destroy_all) must not cut a service off
+                    # its dependency for the rest of the run: refuse, but leave the edge
+                    # healthy, which is what that teardown is for.
+                    await proxy.heal()
+                    self._event("delete refused", {"edge": proxy.name})
+                    raise _HTTPError(
+                        403,
+                        f"proxy {proxy.name!r} is an edge the stack file declares: a service "
+                        "reaches its dependency through it, so it is not deleted; its toxics "
+                        "were removed and its link enabled instead (as POST /reset does). "
+                        'To cut the link, POST /proxies/NAME {"enabled": false}',
+                    )
                 await proxy.stop()
                 del self.proxies.proxies[proxy.name]
                 self._event("deleted", {"edge": proxy.name})

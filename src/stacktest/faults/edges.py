@@ -36,6 +36,10 @@ def proxied_fields(
 class EdgeProxies:
     def __init__(self) -> None:
         self.proxies: dict[str, EdgeProxy] = {}
+        #: The edges the stack file declares (added with :meth:`add`), as opposed to
+        #: proxies a Toxiproxy client made: services depend on them, so they cannot be
+        #: deleted, and healing restores them.
+        self.declared: set[str] = set()
 
     def add(
         self,
@@ -48,6 +52,7 @@ class EdgeProxies:
     ) -> EdgeProxy:
         name = edge_name(client, server)
         self.proxies[name] = EdgeProxy(name, listen, upstream, on_event, upstream_unix)
+        self.declared.add(name)
         return self.proxies[name]
 
     def for_edge(self, client: str, server: str) -> EdgeProxy | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import inspect
 import os
 import threading
@@ -91,8 +92,9 @@ class FaultPlane:
         self.proxies.add(client, server, listen, upstream, self._event, upstream_unix)
 
     # -- life cycle ---------------------------------------------------------------------
-    async def start(self, api_port: int) -> None:
-        """Start the loop thread, every proxy and the API (on ``127.0.0.1:api_port``)."""
+    async def start(self, api_port: int, fallback_port: int | None = None) -> None:
+        """Start the loop thread, every proxy and the API (on ``127.0.0.1:api_port``, or
+        on ``fallback_port`` when that one is taken: 8474 by another stack, say)."""
         self._engine_loop = asyncio.get_running_loop()
         loop = new_loop()
         self._thread = threading.Thread(
@@ -103,7 +105,12 @@ class FaultPlane:
 
         async def start_all() -> None:
             await self.proxies.start()
-            await self.toxiproxy.start("127.0.0.1", api_port)
+            try:
+                await self.toxiproxy.start("127.0.0.1", api_port)
+            except OSError as exc:
+                if fallback_port is None or exc.errno != errno.EADDRINUSE:
+                    raise
+                await self.toxiproxy.start("127.0.0.1", fallback_port)
 
         await self.call(start_all)
         self.snapshot = self.proxies.to_json()

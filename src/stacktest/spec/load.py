@@ -20,6 +20,7 @@ from stacktest.spec import schema
 from stacktest.spec.compose import COMPOSE_NAMES, is_compose_file, load_compose
 from stacktest.spec.model import (
     PROVIDERS,
+    TOXIPROXY_PORT,
     Condition,
     Dependency,
     ReadyCheck,
@@ -147,7 +148,7 @@ class _Parser:
         meta = self.expect("stack", data.get("stack", {}), (dict,), "a table")
         for name in meta:
             if name not in ("name", "run_dir", "proxy"):
-                self.unknown_key("stack", name, {"name", "run_dir", "proxy"})
+                self.unknown_key("stack", name, {"name", "run_dir", "proxy", "toxiproxy_port"})
         proxy = self.expect("stack.proxy", meta.get("proxy", False), (bool,), "true or false")
         stack_name = self.expect(
             "stack.name", meta.get("name", self.source.parent.name or "stack"), (str,), "a string"
@@ -155,6 +156,18 @@ class _Parser:
         run_dir = Path(
             self.expect("stack.run_dir", meta.get("run_dir", ".stacktest"), (str,), "a path")
         )
+        toxiproxy_port = self.expect(
+            "stack.toxiproxy_port",
+            meta.get("toxiproxy_port", TOXIPROXY_PORT),
+            (int,),
+            "a port number (0: any free port)",
+        )
+        if isinstance(toxiproxy_port, bool) or not 0 <= toxiproxy_port <= 65535:
+            self.fail(
+                "stack.toxiproxy_port",
+                f"{toxiproxy_port!r} is not a port number",
+                f"use 0 to 65535 (0: any free port; default {TOXIPROXY_PORT}, Toxiproxy's own)",
+            )
         if not run_dir.is_absolute():
             run_dir = self.source.parent / run_dir
 
@@ -183,7 +196,12 @@ class _Parser:
         }
         self.check_graph(services)
         return StackSpec(
-            name=stack_name, source=self.source, run_dir=run_dir, services=services, proxy=proxy
+            name=stack_name,
+            source=self.source,
+            run_dir=run_dir,
+            services=services,
+            proxy=proxy,
+            toxiproxy_port=toxiproxy_port,
         )
 
     def kind(self, key: str, table: Mapping[str, Any]) -> str:

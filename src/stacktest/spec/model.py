@@ -92,6 +92,9 @@ class ServiceSpec:
         return [f"{self.name}.{i}" for i in range(1, self.replicas + 1)]
 
 
+TOXIPROXY_PORT = 8474  # Toxiproxy's own default
+
+
 @dataclass(frozen=True)
 class StackSpec:
     """A whole stack file, validated: services in declaration order."""
@@ -102,6 +105,9 @@ class StackSpec:
     services: Mapping[str, ServiceSpec]
     #: ``[stack] proxy = true``: every dependency edge goes through a fault proxy.
     proxy: bool = False
+    #: Where the Toxiproxy-compatible API listens when that port is free (else any free
+    #: port); 0: any free port.
+    toxiproxy_port: int = TOXIPROXY_PORT
 
     @property
     def base_dir(self) -> Path:
