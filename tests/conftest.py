@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -7,6 +8,12 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["pytester"]
+
+# Many stacks run at once here (xdist, pytester sessions): none of them takes Toxiproxy's
+# well-known port 8474 unless its stack file asks for it (the third-party suite does).
+os.environ["STACKTEST_TOXIPROXY_PORT"] = "0"
+#: A project of its own, run through `stacktest test` by a test, not collected here.
+collect_ignore = ["thirdparty_suite"]
 
 
 @pytest.fixture

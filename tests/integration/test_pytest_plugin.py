@@ -11,6 +11,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import psycopg
 import pytest
@@ -162,9 +163,47 @@ ready = {{ log = "worker up" }}
     )
     result = run(project)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["*service 'worker' exited with code -9 during this test*", "*stacktest fails it*"]
+    result.stdout.fnmatch_lines(["*service 'worker' exited with code -9 during this test*"])
+
+
+WORKER = f"""
+[services.worker]
+command = ["{PY}", "-c", "import time; print('worker up'); time.sleep(600)"]
+ready = {{ log = "worker up" }}
+"""
+
+
+@pytest.mark.parametrize(
+    ("victim", "its_last_words"),
+    [("db", "database system is ready to accept connections"), ("worker", "worker up")],
+)
+def test_a_death_stops_the_test_within_a_second_with_the_last_log_lines(
+    project: pytest.Pytester, victim: str, its_last_words: str
+) -> None:
+    # (the worker prints without flush=True: PYTHONUNBUFFERED is a service's default)
+    (project.path / "stack.toml").write_text(STACK + WORKER)
+    project.makepyfile(
+        test_app=f"""
+        import os, signal, time
+
+        def test_waits_while_its_server_dies(stack):
+            os.kill(stack["{victim}"].pids[0], signal.SIGKILL)
+            time.sleep(30)
+        """
     )
+    junit = project.path / "junit.xml"
+    result = run(project, f"--junitxml={junit}", "-o", "junit_duration_report=call")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*service '{victim}' exited with code -9 during this test*",
+            f"*last * line(s) of {victim}'s log*",
+            f"*| *{its_last_words}*",
+            "*stacktest stopped the test when it saw this*",
+        ]
+    )
+    case = ElementTree.parse(junit).getroot().find(".//testcase")
+    assert case is not None and float(case.get("time", "99")) < 1.0, case.attrib if case is not None else None
 
 
 def test_stack_start_failure_errors_tests_and_says_why(project: pytest.Pytester) -> None:

@@ -27,31 +27,41 @@ PLUGIN = "stacktest.pytest_plugin"
 
 
 def resolve_python(explicit: Path | None) -> tuple[str, str]:
-    """(interpreter, why it was chosen)."""
+    """(interpreter, why it was chosen); raises ValueError naming the problem when the
+    explicit or the active virtualenv's interpreter cannot run pytest."""
     if explicit is not None:
         candidate = explicit / "bin" / "python" if explicit.is_dir() else explicit
-        return str(candidate), "--python"
+        return _checked(str(candidate), "--python")
     venv = os.environ.get("VIRTUAL_ENV")
     if venv and (Path(venv) / "bin" / "python").exists():
-        return str(Path(venv) / "bin" / "python"), "the active virtualenv"
+        return _checked(str(Path(venv) / "bin" / "python"), "the active virtualenv")
     for name in ("python3", "python"):
         found = shutil.which(name)
-        if found:
+        if found and check_python(found) is None:
             return found, f"{name} on PATH"
-    return sys.executable, "stacktest's own interpreter"
+    return sys.executable, "stacktest's own interpreter (no python3 with pytest on PATH)"
 
 
-def check_python(python: str) -> str | None:
+def _checked(python: str, why: str) -> tuple[str, str]:
+    problem = check_python(python, why)
+    if problem:
+        raise ValueError(problem)
+    return python, why
+
+
+def check_python(python: str, why: str = "") -> str | None:
     """None if ``python`` runs pytest; else what is wrong, with a remedy."""
+    label = f"{python} ({why})" if why else python
     try:
         probe = subprocess.run(
             [python, "-c", "import pytest"], capture_output=True, text=True, timeout=60
         )
     except OSError as exc:
-        return f"cannot run {python}: {exc}\n  hint: pass --python PATH to an interpreter"
+        return f"cannot run {label}: {exc}\n  hint: pass --python PATH to an interpreter"
     if probe.returncode != 0:
+        said = (probe.stderr.strip().splitlines() or ["no output"])[-1]
         return (
-            f"{python} has no pytest ({probe.stderr.strip().splitlines()[-1:] or ['?']})\n"
+            f"{label} cannot run pytest: {said}\n"
             f"  hint: `{python} -m pip install pytest`, or pass --python PATH"
         )
     return None
@@ -59,7 +69,7 @@ def check_python(python: str) -> str | None:
 
 def plugin_wiring(python: str, shim_dir: Path) -> tuple[list[str], dict[str, str]]:
     """(extra pytest arguments, extra environment) that load stacktest's plugin."""
-    if _same_interpreter(python) or _has_stacktest(python):
+    if _has_stacktest(python):
         return [], {}
     package = Path(__file__).resolve().parent.parent  # .../stacktest
     shim_dir.mkdir(parents=True, exist_ok=True)
@@ -69,13 +79,6 @@ def plugin_wiring(python: str, shim_dir: Path) -> tuple[list[str], dict[str, str
         link.symlink_to(package, target_is_directory=True)
     path = os.pathsep.join(p for p in (str(shim_dir), os.environ.get("PYTHONPATH", "")) if p)
     return ["-p", PLUGIN], {"PYTHONPATH": path}
-
-
-def _same_interpreter(python: str) -> bool:
-    try:
-        return os.path.samefile(python, sys.executable)
-    except OSError:
-        return False
 
 
 def _has_stacktest(python: str) -> bool:

@@ -139,10 +139,10 @@ def run_tests(
     spec = load_spec(file)
     run_dir = RunDir(spec.run_dir)
     console = new_console(stderr=True)
-    interpreter, why = testrun.resolve_python(python)
-    problem = testrun.check_python(interpreter)
-    if problem:
-        fail(problem)
+    try:
+        interpreter, why = testrun.resolve_python(python)
+    except ValueError as exc:
+        fail(str(exc))
     plugin_args, plugin_env = testrun.plugin_wiring(interpreter, spec.run_dir / "pyshim")
     already = run_dir.owner_alive()
     if already:

@@ -11,7 +11,7 @@ from collections.abc import Generator
 
 import pytest
 
-from stacktest.pytest_plugin import evidence
+from stacktest.pytest_plugin import evidence, watch
 from stacktest.pytest_plugin.fixtures import (
     SESSION_KEY,
     _stacktest_fresh_marker,
@@ -82,7 +82,12 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if session is None:
         return None
     settings = session.settings
+    from stacktest.spec.load import default_compose_fallback
+
     mode = "attach" if settings.attach else "keep" if settings.keep else "own stack"
+    used = default_compose_fallback(settings.file)
+    if used != settings.file:
+        return f"stacktest: {used} (no {settings.file.name} beside it) [{mode}]"
     exists = "" if settings.file.is_file() else " (not found; tests that need it will error)"
     return f"stacktest: {settings.file}{exists} [{mode}]"
 
@@ -92,10 +97,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     evidence.note_start(stack_session(item.config), item)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_call(item: pytest.Item) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    session = stack_session(item.config)
     # the stack may have started during this test's setup: watch it from here on
-    evidence.note_start(stack_session(item.config), item, only_if_unmarked=True)
+    evidence.note_start(session, item, only_if_unmarked=True)
+    # and a service that dies while the test body runs fails the test within a second
+    with watch.failing_on_death(session, item):
+        return (yield)
 
 
 @pytest.hookimpl(trylast=True)

@@ -8,11 +8,12 @@ died during the test, the test fails even if its own assertions passed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from stacktest.pytest_plugin.session import Mark, StackSession
+from stacktest.pytest_plugin.session import Mark, StackSession, read_from
 
 if TYPE_CHECKING:
     from stacktest.load.results import LoadResult
@@ -36,15 +37,20 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
     if report.when == "call" and mark is not None:
         deaths = session.deaths_since(mark, instances)
         if deaths:
-            text = "\n".join(deaths)
             if report.passed:
                 report.outcome = "failed"
                 report.longrepr = (
-                    f"{text}\n(the test's own assertions passed; stacktest fails it because a "
-                    "service it relied on died; see the log sections below)"
+                    "\n".join(death_report(deaths, instances, session.settings.log_lines))
+                    + "\n(the test's own assertions passed; stacktest fails it because a "
+                    "service it relied on died)"
                 )
-            else:
-                report.sections.append(("stacktest: services that died", text))
+            elif not _interrupted_for(report, deaths):
+                report.sections.append(
+                    (
+                        "stacktest: services that died",
+                        "\n".join(death_report(deaths, instances, session.settings.log_lines)),
+                    )
+                )
     healed = item.stash.get(HEALED_KEY, None)
     if report.when == "teardown" and healed:
         report.sections.append(("stacktest: faults undone after the test", "\n".join(healed)))
@@ -68,6 +74,11 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
         )
 
 
+def _interrupted_for(report: pytest.TestReport, deaths: list[str]) -> bool:
+    """The test was stopped for these deaths (its failure already says it all)."""
+    return all(d in str(report.longrepr) for d in deaths)
+
+
 HEALED_KEY = pytest.StashKey[list[str]]()
 
 
@@ -80,3 +91,24 @@ def heal_after(session: StackSession, item: pytest.Item) -> None:
         healed = [f"heal failed: {exc}"]
     if healed:
         item.stash[HEALED_KEY] = healed
+
+
+TAIL_LINES = 20
+
+
+def death_report(deaths: list[str], instances: dict[str, dict[str, Any]], lines: int) -> list[str]:
+    """The failure: who died, how, and each dead instance's last log lines."""
+    out = list(deaths)
+    for name in dead_instances(deaths, instances):
+        tail = last_lines(Path(instances[name].get("log", "")), lines or TAIL_LINES)
+        out.append(f"last {len(tail)} line(s) of {name}'s log ({instances[name].get('log')}):")
+        out += [f"    | {line}" for line in tail] or ["    (empty)"]
+    return out
+
+
+def dead_instances(deaths: list[str], instances: dict[str, dict[str, Any]]) -> list[str]:
+    return [name for name in instances if any(d.startswith(f"service {name!r}") for d in deaths)]
+
+
+def last_lines(path: Path, count: int) -> list[str]:
+    return read_from(path, 0, max_bytes=64 * 1024)[-count:]

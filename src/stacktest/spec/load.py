@@ -7,6 +7,7 @@ Every problem becomes one :class:`ConfigError` naming the file, the key path
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import signal
 import tomllib
@@ -30,6 +31,7 @@ from stacktest.spec.model import (
 from stacktest.spec.template import TemplateSyntaxError, references
 
 DEFAULT_FILE = "stack.toml"
+STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port"})
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 def load_stack(path: str | Path = DEFAULT_FILE) -> StackSpec:
     """Read and validate a stack file."""
@@ -147,8 +149,8 @@ class _Parser:
                 self.unknown_key("", name, {"stack", "services"})
         meta = self.expect("stack", data.get("stack", {}), (dict,), "a table")
         for name in meta:
-            if name not in ("name", "run_dir", "proxy"):
-                self.unknown_key("stack", name, {"name", "run_dir", "proxy", "toxiproxy_port"})
+            if name not in STACK_KEYS:
+                self.unknown_key("stack", name, STACK_KEYS)
         proxy = self.expect("stack.proxy", meta.get("proxy", False), (bool,), "true or false")
         stack_name = self.expect(
             "stack.name", meta.get("name", self.source.parent.name or "stack"), (str,), "a string"
@@ -158,7 +160,7 @@ class _Parser:
         )
         toxiproxy_port = self.expect(
             "stack.toxiproxy_port",
-            meta.get("toxiproxy_port", TOXIPROXY_PORT),
+            meta.get("toxiproxy_port", self.default_toxiproxy_port()),
             (int,),
             "a port number (0: any free port)",
         )
@@ -203,6 +205,20 @@ class _Parser:
             proxy=proxy,
             toxiproxy_port=toxiproxy_port,
         )
+
+    def default_toxiproxy_port(self) -> int:
+        """8474, or ``STACKTEST_TOXIPROXY_PORT`` (a suite of many stacks sets 0)."""
+        raw = os.environ.get("STACKTEST_TOXIPROXY_PORT")
+        if raw is None:
+            return TOXIPROXY_PORT
+        try:
+            return int(raw)
+        except ValueError:
+            self.fail(
+                "stack.toxiproxy_port",
+                f"STACKTEST_TOXIPROXY_PORT={raw!r} is not a port number",
+                "set it to 0 (any free port) or a port from 1 to 65535",
+            )
 
     def kind(self, key: str, table: Mapping[str, Any]) -> str:
         use = table.get("use")
