@@ -179,7 +179,11 @@ def test_two_worker_processes_merge_their_histograms(api: str, tmp_path: Path) -
     assert result.workers == 2
     assert result.phases["steady"]["offered"] == 80
     assert result.operations["sleep"]["all"]["count"] == 80
-    assert abs(result.service_time("sleep")["p50"] - 10) <= 1
+    # the merged histogram holds the requests' own values: never under the server's 10 ms
+    # sleep, and nowhere near what a wrong merge gives (values added or scaled: >= 20 ms);
+    # how close to 10 ms depends on three busy processes sharing two cores
+    service = result.service_time("sleep")
+    assert 10 <= service["p50"] < 15, service
 
 
 def test_cli_runs_a_scenario_file_against_the_stack(tmp_path: Path) -> None:
@@ -223,7 +227,13 @@ def test_cli_baselines_and_bad_input(tmp_path: Path) -> None:
 
     saved = st("scenario.py", "--workers", "1", "--save-baseline", "base.json")
     assert saved.returncode == 0, saved.stdout + saved.stderr
-    compared = st("scenario.py", "--workers", "1", "--baseline", "base.json", "--tolerance", "p95=500%")
+    # 20 arrivals a run: p95 and p99 are the slowest one or two requests, which one scheduler
+    # hiccup on a shared CI machine moves by 30 %; the comparison itself is what this checks
+    # (detection of a real regression: tests/unit/test_load_model.py)
+    compared = st(
+        "scenario.py", "--workers", "1", "--baseline", "base.json",
+        "--tolerance", "p95=500%", "--tolerance", "p99=500%",
+    )  # fmt: skip
     assert compared.returncode == 0, compared.stdout + compared.stderr
     assert "load vs baseline: no regression" in compared.stdout
     assert "| sleep | p95 |" in compared.stdout

@@ -375,3 +375,16 @@ def test_bad_proxy_values_are_refused(write_stack: Write) -> None:
         'depends_on = { a = { proxi = true } }\n',
     )
     assert "did you mean 'proxy'" in str(err)
+
+
+def test_the_readmes_stack_file_is_valid_and_has_the_edges_its_examples_use(
+    tmp_path: Path,
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "schema.sql").write_text("CREATE TABLE orders (tenant text);\n")
+    (tmp_path / "stack.toml").write_text(block)
+    spec = load_stack(tmp_path / "stack.toml")
+    edges = spec.proxied_edges()
+    for edge in ("api->db", "api->bus"):  # stack.fault("api->db"), stack.down("api->bus")
+        assert edge in readme and tuple(edge.split("->")) in edges

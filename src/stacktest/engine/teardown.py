@@ -26,6 +26,7 @@ async def stop_instance(run: Running, journal: Journal) -> None:
         return
     if not run.exit_task.done():
         run.state = "stopping"
+        journal.write_state()  # readers of state.json must not take the coming exit for a crash
     await _end_group(run, run.instance.spec.stop_signal, journal)
     run.state = "stopped"
     journal.emit(run.name, "stopped", code=run.exit_code)
@@ -37,6 +38,8 @@ async def signal_instance(run: Running, sig: int, journal: Journal) -> bool:
     if not run.alive:
         return False
     run.stopping = True  # an exit we caused: not a crash, no restart policy
+    run.state = "stopping"
+    journal.write_state()
     journal.emit(run.name, f"fault: {signal.Signals(sig).name}")
     await _end_group(run, sig, journal)
     run.state = "killed" if sig == signal.SIGKILL else "stopped"

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stacktest import pgwire
 from stacktest.engine.procs import alive
 from stacktest.errors import IsolationError
 
@@ -69,8 +70,16 @@ class PgDatabase:
 
     def connect(self, **kwargs: Any) -> Any:
         """A psycopg connection to this database (``autocommit`` etc. pass through);
-        over the unix socket when there is one, else TCP."""
-        import psycopg
+        over the unix socket when there is one, else TCP. Needs psycopg installed; the
+        pool itself does not (``url`` and ``env`` serve any driver)."""
+        try:
+            import psycopg
+        except ImportError:
+            raise IsolationError(
+                f"{self!r}.connect() uses psycopg, which this environment does not have\n"
+                "  hint: pip install 'psycopg[binary]', or connect with your own driver to "
+                ".url (or .env: PGHOST, PGPORT, ...)"
+            ) from None
 
         if self.socket_dir is not None:
             return psycopg.connect(
@@ -115,24 +124,21 @@ class Server:
             socket_dir if usable else None,
         )
 
-    def connect(self, dbname: str = "postgres") -> Any:
-        import psycopg
-
-        return psycopg.connect(
+    def connect(self, dbname: str = "postgres") -> pgwire.Connection:
+        """A session for the pool's own work (stacktest's wire client: no driver needed)."""
+        return pgwire.Connection.connect(
             host=self.socket_dir or self.host,
             port=self.port,
             user=self.user,
             password=self.password,
             dbname=dbname,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT,
+            timeout=CONNECT_TIMEOUT,
             # the pool's own clones and drops: a crash may lose one, and it is made again
             options="-c synchronous_commit=off",
         )
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_ident = pgwire.quote_ident
 
 
 class DatabasePool:
@@ -175,7 +181,7 @@ class DatabasePool:
     def start(self) -> DatabasePool:
         """Drop leftovers of dead sessions, build the template, start making clones."""
         with self.server.connect() as conn:
-            version = int(conn.execute("SHOW server_version_num").fetchone()[0])
+            version = int(conn.execute("SHOW server_version_num")[0][0] or 0)
             self._clone_sql = "CREATE DATABASE {} TEMPLATE {}"
             if version >= 150000:
                 self._clone_sql += " STRATEGY FILE_COPY"
@@ -272,13 +278,13 @@ class DatabasePool:
             self.release(db)
 
     # -- the work -----------------------------------------------------------------------
-    def _sweep(self, conn: Any) -> list[str]:
+    def _sweep(self, conn: pgwire.Connection) -> list[str]:
         """Drop databases left by sessions whose process is gone."""
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s", (NAME_PREFIX + "%",)
-        ).fetchall()
-        swept = []
-        for (name,) in rows:
+        pattern = pgwire.quote_literal(NAME_PREFIX.replace("_", "\\_") + "%")
+        rows = conn.execute(f"SELECT datname FROM pg_database WHERE datname LIKE {pattern}")
+        swept: list[str] = []
+        for (value,) in rows:
+            name = value or ""
             match = _NAME.match(name)
             if match and not alive(int(match.group(1))):
                 with contextlib.suppress(Exception):
@@ -286,13 +292,11 @@ class DatabasePool:
                     swept.append(name)
         return swept
 
-    def _build_template(self, conn: Any) -> None:
-        import psycopg
-
+    def _build_template(self, conn: pgwire.Connection) -> None:
         source = self.source_template or "template0"
         try:
             conn.execute(f"CREATE DATABASE {_ident(self.template)} TEMPLATE {_ident(source)}")
-        except psycopg.Error as exc:
+        except pgwire.PgError as exc:
             hint = (
                 "a database used as a template must have no other connections; "
                 "stop the services using it, or let stacktest build the template from `init`"
@@ -314,13 +318,11 @@ class DatabasePool:
         )
 
     def _run_init_sql(self) -> None:
-        import psycopg
-
         with self.server.connect(self.template) as tconn:
             for path in self.init_sql:
                 try:
                     tconn.execute(Path(path).read_bytes())
-                except psycopg.Error as exc:
+                except pgwire.PgError as exc:
                     raise IsolationError(
                         f"service {self.server.service!r}: init SQL {path} failed in the "
                         f"test template: {exc}".rstrip()
@@ -386,13 +388,13 @@ class DatabasePool:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    def _drop(self, conn: Any, name: str) -> None:
+    def _drop(self, conn: pgwire.Connection, name: str) -> None:
         if name.endswith("_tpl"):  # a template cannot be dropped until it is not one
             conn.execute(f"ALTER DATABASE {_ident(name)} WITH IS_TEMPLATE false")
         if "FORCE" not in self._drop_sql:
             conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                (name,),
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = {pgwire.quote_literal(name)}"
             )
         conn.execute(self._drop_sql.format(_ident(name)))
         with self._lock:

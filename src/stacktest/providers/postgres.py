@@ -25,7 +25,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stacktest import pgwire
 from stacktest.errors import ServiceStartError
+from stacktest.pgwire import quote_ident, quote_literal
 from stacktest.providers import binaries
 from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, generate_password
 from stacktest.providers.pgdata import (
@@ -244,18 +246,17 @@ class PostgresProvider(Provider):
             start_new_session=True,
         )
         try:
-            psycopg = _psycopg()
-            conninfo = {"host": str(sock), "port": instance.port, "user": role}
+            conninfo: dict[str, Any] = {
+                "host": str(sock), "port": instance.port, "user": role, "timeout": 2.0,
+            }  # fmt: skip
             conn = None
             for _ in range(2000):
                 if proc.returncode is not None:
                     break
                 try:
-                    conn = await psycopg.AsyncConnection.connect(
-                        dbname="postgres", autocommit=True, connect_timeout=2, **conninfo
-                    )
+                    conn = await asyncio.to_thread(pgwire.Connection.connect, **conninfo)
                     break
-                except psycopg.OperationalError:
+                except pgwire.PgError:
                     await asyncio.sleep(0.01)
             if conn is None:
                 log.flush()
@@ -265,19 +266,16 @@ class PostgresProvider(Provider):
                     log_tail=(work / "seed.log").read_text(errors="replace").splitlines()[-15:],
                 )
             databases = options.get("databases") or ["postgres"]
-            async with conn:
+            with conn:
                 for db in databases:
                     if db != "postgres":
-                        await conn.execute(f'CREATE DATABASE "{db}"')
+                        await asyncio.to_thread(conn.execute, f"CREATE DATABASE {quote_ident(db)}")
             for db in databases:
                 for path in options.get("init", []):
                     sql = Path(path).read_text(encoding="utf-8")
                     try:
-                        async with await psycopg.AsyncConnection.connect(
-                            dbname=db, autocommit=True, **conninfo
-                        ) as dbconn:
-                            await dbconn.execute(sql.encode())
-                    except psycopg.Error as exc:
+                        await asyncio.to_thread(_run_sql, conninfo, db, sql)
+                    except pgwire.PgError as exc:
                         raise ServiceStartError(
                             instance.name,
                             f"init SQL {path} failed in database {db!r}: {exc}".strip(),
@@ -341,26 +339,13 @@ class PostgresProvider(Provider):
         )
 
     async def probe(self, instance: Instance) -> bool:
-        psycopg = _psycopg()
         fields = instance.fields
         sock = Path(fields["socket_dir"]) / f".s.PGSQL.{instance.port}"
         if not sock.exists():
             return False
-        async with await psycopg.AsyncConnection.connect(
-            host=fields["socket_dir"],
-            port=instance.port,
-            user=fields["user"],
-            dbname="postgres",
-            autocommit=True,
-            connect_timeout=2,
-        ) as conn:
-            if not instance.scratch.get("password_set"):
-                sql = psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    psycopg.sql.Identifier(fields["user"]), psycopg.sql.Literal(fields["password"])
-                )
-                await conn.execute(sql)
-                instance.scratch["password_set"] = "1"
-            await conn.execute("SELECT 1")
+        set_password = not instance.scratch.get("password_set")
+        await asyncio.to_thread(_answer_and_set_password, fields, instance.port, set_password)
+        instance.scratch["password_set"] = "1"
         return True
 
     async def cleanup(self, instance: Instance) -> None:
@@ -440,8 +425,18 @@ async def _check_runnable(postgres: Path, user: str, service: str) -> None:
     _runnable.add((postgres, user))
 
 
-def _psycopg() -> Any:
-    import psycopg
-    import psycopg.sql
+def _run_sql(conninfo: dict[str, Any], dbname: str, sql: str) -> None:
+    with pgwire.Connection.connect(dbname=dbname, **conninfo) as conn:
+        conn.execute(sql)
 
-    return psycopg
+
+def _answer_and_set_password(fields: Mapping[str, str], port: int, set_password: bool) -> None:
+    """One readiness attempt: ``SELECT 1`` on the unix socket (trusted); the first time,
+    the role's password is set, which TCP clients need."""
+    with pgwire.Connection.connect(
+        host=fields["socket_dir"], port=port, user=fields["user"], timeout=2, query_timeout=2
+    ) as conn:
+        if set_password:
+            user, password = quote_ident(fields["user"]), quote_literal(fields["password"])
+            conn.execute(f"ALTER ROLE {user} PASSWORD {password}")
+        conn.execute("SELECT 1")

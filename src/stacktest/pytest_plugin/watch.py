@@ -1,9 +1,10 @@
 """A service that dies while a test runs fails that test at once, not when it returns.
 
 While a test's body runs, a thread reads the run's ``state.json`` every 0.1 s (the
-owner rewrites it the moment a service exits, whichever process owns the stack).
-When a service died without being asked to (a crash, a kill from outside; not a fault
-the test caused), the thread interrupts the test the way pytest-timeout's signal
+owner rewrites it the moment a service exits, whichever process owns the stack); a
+death seen on two reads in a row (so not a restart the test asked for, caught half-way)
+counts when the service died without being asked to (a crash, a kill from outside; not
+a fault the test caused). Then the thread interrupts the test the way pytest-timeout's signal
 method does: a signal to the main thread (``SIGUSR2``), whose handler raises pytest's
 failure exception (a BaseException, so ``except Exception`` in the test does not
 swallow it). Blocking sleeps and socket waits are interrupted too.
@@ -63,13 +64,16 @@ def failing_on_death(session: StackSession, item: pytest.Item) -> Iterator[None]
     assert main_id is not None
 
     def watch() -> None:
+        seen: list[str] = []
         while not stop.wait(POLL_SECONDS):
             try:
                 instances = session.instances()
                 deaths = session.deaths_since(mark, instances)
             except Exception:  # a state file being rewritten: read it next time
                 continue
-            if deaths and not stop.is_set():
+            # the same deaths on two reads in a row: not a restart caught half-way
+            confirmed, seen = bool(deaths) and deaths == seen, deaths
+            if confirmed and not stop.is_set():
                 report = death_report(deaths, instances, session.settings.log_lines)
                 _Alarm.armed = [*report, "(stacktest stopped the test when it saw this)"]
                 signal.pthread_kill(main_id, SIGNAL)
