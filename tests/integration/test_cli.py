@@ -35,8 +35,10 @@ depends_on = ["db"]
 """
 
 
-def stacktest(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return run_stacktest(*args, cwd=cwd, timeout=timeout)
+def stacktest(
+    *args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_stacktest(*args, cwd=cwd, timeout=timeout, env=env)
 
 
 @pytest.fixture
@@ -91,6 +93,18 @@ def test_up_detached_then_status_exec_logs_env_restart_down(project: Path) -> No
 
     env = stacktest("env", "db", cwd=project)
     assert "export DB_PORT=" in env.stdout and "export DB_PASSWORD=" in env.stdout
+    client = json.loads(stacktest("env", "--client", "--json", cwd=project).stdout)
+    state = json.loads((project / ".stacktest" / "state.json").read_text())
+    db = state["instances"]["db"]["fields"]
+    assert client["DATABASE_URL"] == f"{db['url']}/{db['database']}"
+    assert client["PGPORT"] == client["DB_PORT"] == db["port"] and client["PGPASSWORD"] == db["password"]
+    assert client["REDIS_URL"] == client["CACHE_URL"] and client["WEB_URL"].startswith("http://127.0.0.1:")
+    assert client["TOXIPROXY_URL"] == state["toxiproxy_api"]
+    dotenv = stacktest("env", "--client", "--dotenv", cwd=project).stdout
+    assert f'PGPORT="{db["port"]}"' in dotenv.splitlines()
+    # exec and the commands that run user code get them, never over what is set already
+    shown = stacktest("exec", "web", "--", "sh", "-c", 'echo "$DATABASE_URL|$REDIS_URL"', cwd=project, env={"REDIS_URL": "mine"})
+    assert shown.stdout.strip() == f"{client['DATABASE_URL']}|mine", shown.stderr
 
     before = instance_pids(project)
     restart = stacktest("restart", "db", cwd=project)

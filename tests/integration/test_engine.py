@@ -117,6 +117,30 @@ def test_replicas_get_their_own_ports(write_stack: Write) -> None:
         assert len(stack["web"].pids) == 3
 
 
+def test_python_is_the_running_interpreter_and_unbuffered(
+    write_stack: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python` in a command is the interpreter stacktest runs on; its output is line by
+    line without flush=True (PYTHONUNBUFFERED), so a log check sees a line still being
+    followed by a sleeping process; the service's own env can turn that off."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)  # as on a fresh machine
+    path = write_stack(
+        """
+        [services.app]
+        command = ["python", "-c", "import sys, time; print('exe=' + sys.executable); time.sleep(60)"]
+        ready = { log = "exe=" }
+        start_timeout = "10s"
+
+        [services.buffered]
+        command = ["python", "-c", "import os; print('value=[' + os.environ.get('PYTHONUNBUFFERED', 'unset') + ']')"]
+        env = { PYTHONUNBUFFERED = "" }
+        """
+    )
+    with Stack.from_file(path) as stack:
+        assert f"exe={sys.executable}" in stack["app"].log_path.read_text()
+        eventually(lambda: "value=[]" in stack["buffered"].log_path.read_text(), timeout=10)
+
+
 def test_exit_before_ready_fails_fast_with_code_and_log(write_stack: Write, tmp_path: Path) -> None:
     path = write_stack(
         f"""

@@ -352,6 +352,25 @@ def test_toxiproxy_python_client_drives_the_proxies(stack: Stack) -> None:
     assert server.reset()
 
 
+def test_a_declared_edge_cannot_be_deleted_and_is_healed_instead(stack: Stack) -> None:
+    api, edge = stack.toxiproxy_url, "client-%3Ecache"
+    added = httpx.post(f"{api}/proxies/{edge}/toxics", json={"type": "latency", "attributes": {"latency": 300}})
+    assert added.status_code == 200
+    refused = httpx.delete(f"{api}/proxies/{edge}")
+    assert refused.status_code == 403
+    assert "an edge the stack file declares" in refused.json()["error"]
+    proxy = httpx.get(f"{api}/proxies/{edge}").json()
+    assert proxy["enabled"] and proxy["toxics"] == []  # healed, not gone
+    started = time.perf_counter()
+    assert cache_client(stack).ping()
+    assert time.perf_counter() - started < 0.3
+    # POST /reset heals every declared edge too
+    httpx.post(f"{api}/proxies/{edge}", json={"enabled": False})
+    assert httpx.post(f"{api}/reset").status_code == 204
+    assert httpx.get(f"{api}/proxies/{edge}").json()["enabled"]
+    assert cache_client(stack).ping()
+
+
 def test_a_valkey_edge_relays_over_the_servers_unix_socket(stack: Stack) -> None:
     """The proxy reaches Valkey over its private unix socket (flag U: a unix client)."""
     info = cache_client(stack).client_info()

@@ -677,3 +677,15 @@ def test_stacktest_test_runs_pytest_against_the_stack_and_stops_it(
     assert (project.path / "mine.xml").exists() and not (project.path / "out" / "junit.xml").exists()
     assert ": PASSED" in (project.path / "out" / "summary.md").read_text()  # from mine.xml
     assert stacktest("status", cwd=project.path).returncode == 0  # left running, as asked
+
+
+def test_the_header_names_a_compose_file_used_in_place_of_stack_toml(
+    project: pytest.Pytester,
+) -> None:
+    (project.path / "stack.toml").unlink()
+    (project.path / "docker-compose.yml").write_text("services:\n  cache:\n    image: valkey/valkey:8\n")
+    project.makepyfile(test_x="def test_x():\n    pass\n")
+    result = run(project)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["stacktest: */docker-compose.yml (no stack.toml beside it)*"])
+    assert "not found" not in result.stdout.str()
