@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TAG_RUN_ID = "STACKTEST_RUN_ID"
@@ -121,3 +121,24 @@ def terminate_group(pgid: int, sig: int, grace: float) -> None:
             return
         time.sleep(0.02)
     signal_group(pgid, signal.SIGKILL)
+
+
+def block_signals_in_this_thread() -> None:
+    """Leave the process's signals (Ctrl-C, SIGTERM) to the other threads, the main one.
+
+    A process-directed signal may land on any thread that does not block it; Python then
+    runs the handler in the main thread only when that thread next runs Python code, so a
+    main thread in ``time.sleep(60)`` would sleep on. Background threads that start no
+    processes (a child would inherit the mask) call this first thing.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+
+
+def without_signals(target: Callable[..., object]) -> Callable[..., None]:
+    """``target`` run in a thread that blocks every signal (see above)."""
+
+    def run(*args: object) -> None:
+        block_signals_in_this_thread()
+        target(*args)
+
+    return run

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from stacktest.durations import parse_duration
+from stacktest.engine.procs import without_signals
 from stacktest.faults.history import History
 from stacktest.operations import Operations
 
@@ -108,7 +109,9 @@ class Nemesis:
         self._turn = 0
 
     def start(self) -> Nemesis:
-        self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self._thread = threading.Thread(
+            target=without_signals(self._run), name="nemesis", daemon=True
+        )
         self._thread.start()
         return self
 

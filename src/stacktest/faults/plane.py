@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from stacktest.engine.procs import without_signals
 from stacktest.errors import ConfigError
 from stacktest.faults.api import ToxiproxyAPI
 from stacktest.faults.edges import EdgeProxies
@@ -98,7 +99,7 @@ class FaultPlane:
         self._engine_loop = asyncio.get_running_loop()
         loop = new_loop()
         self._thread = threading.Thread(
-            target=loop.run_forever, name="stacktest-faults", daemon=True
+            target=without_signals(loop.run_forever), name="stacktest-faults", daemon=True
         )
         self._loop = loop
         self._thread.start()

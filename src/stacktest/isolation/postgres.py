@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from stacktest import pgwire
-from stacktest.engine.procs import alive
+from stacktest.engine.procs import alive, without_signals
 from stacktest.errors import IsolationError
 
 NAME_PREFIX = "stt_"
@@ -198,7 +198,7 @@ class DatabasePool:
         return self
 
     def _spawn(self, target: Any, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread = threading.Thread(target=without_signals(target), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 

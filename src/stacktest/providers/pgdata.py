@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from stacktest.engine.procs import without_signals
+
 
 def cache_root() -> Path:
     explicit = os.environ.get("STACKTEST_CACHE_DIR")
@@ -184,5 +186,8 @@ def make_spare(base: Path, cached: Path, user: str | None) -> None:
 
 def refill_spares_in_background(base: Path, cached: Path, user: str | None) -> None:
     threading.Thread(
-        target=make_spare, args=(base, cached, user), name="stacktest-pg-spare", daemon=True
+        target=without_signals(make_spare),
+        args=(base, cached, user),
+        name="stacktest-pg-spare",
+        daemon=True,
     ).start()

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from stacktest.engine.procs import block_signals_in_this_thread
 from stacktest.pytest_plugin.evidence import MARK_KEY, death_report
 from stacktest.pytest_plugin.session import StackSession
 
@@ -64,6 +65,7 @@ def failing_on_death(session: StackSession, item: pytest.Item) -> Iterator[None]
     assert main_id is not None
 
     def watch() -> None:
+        block_signals_in_this_thread()  # Ctrl-C must reach the main thread, in its sleep
         seen: list[str] = []
         while not stop.wait(POLL_SECONDS):
             try:
