@@ -605,10 +605,14 @@ def test_slow(stack):
 
 def start_slow_session(project: pytest.Pytester) -> subprocess.Popen[bytes]:
     project.makepyfile(test_slow=SLOW_TEST)
+    # its output goes to a file, and a test body that runs for 20 s dumps every thread's
+    # stack there: what a failed run of these tests shows
+    log = open(project.path / "session.log", "wb")  # noqa: SIM115 - the child holds it
     proc = subprocess.Popen(
-        [PY, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=project.path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [PY, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-o", "faulthandler_timeout=20"],
+        cwd=project.path, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    log.close()
     deadline = time.monotonic() + 60
     while not (project.path / "started").exists():
         assert proc.poll() is None and time.monotonic() < deadline, "the session did not start"
@@ -616,12 +620,22 @@ def start_slow_session(project: pytest.Pytester) -> subprocess.Popen[bytes]:
     return proc
 
 
+def wait_for_session(proc: subprocess.Popen[bytes], project: pytest.Pytester) -> int:
+    try:
+        return proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        log = (project.path / "session.log").read_text(errors="replace")
+        raise AssertionError(f"the session did not end within 60 s; its output:\n{log}") from None
+
+
 def test_ctrl_c_stops_the_stack(project: pytest.Pytester) -> None:
     proc = start_slow_session(project)
     running = leftover_pids(project.path)
     assert len(running) == 3
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == pytest.ExitCode.INTERRUPTED
+    assert wait_for_session(proc, project) == pytest.ExitCode.INTERRUPTED
     assert leftover_pids(project.path) == []
 
 

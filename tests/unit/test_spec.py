@@ -270,7 +270,7 @@ def test_completed_on_a_server(write_stack: Write) -> None:
         ("[services.a]\ncommand = []\n", "command is empty"),
         ('[services.a]\ncommand = ["x"]\nreplicas = 0\n', "at least 1"),
         ('[services.a]\ncommand = ["x"]\nstart_timeout = "soon"\n', "expected a duration"),
-        ('[services.a]\ncommand = ["x"]\nrestart = "always"\n', "unknown restart policy"),
+        ('[services.a]\ncommand = ["x"]\nrestart = "sometimes"\n', "unknown restart policy"),
         ('[services.a]\ncommand = ["x"]\nstop_signal = "SIGFOO"\n', "unknown signal"),
         ('[services.a]\ncommand = ["x"]\nready = {}\n', "exactly one of tcp, http, command, log"),
         ('[services.a]\ncommand = ["x"]\nready = { http = "health" }\n', "starting with '/'"),

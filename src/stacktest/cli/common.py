@@ -20,12 +20,35 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 FileOpt = Annotated[
-    Path,
+    list[Path] | None,
     typer.Option(
-        "--file", "-f", envvar="STACKTEST_FILE", help="Stack file (default: ./stack.toml)."
+        "--file",
+        "-f",
+        envvar="STACKTEST_FILE",
+        help="Stack file (default: ./stack.toml, else the compose file beside it); "
+        "repeat for compose files merged in order: -f compose.yml -f compose.test.yml.",
     ),
 ]
-DEFAULT_FILE = Path("stack.toml")
+DEFAULT_FILE: list[Path] | None = None
+ProfileOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--profile",
+        help="Compose profile to activate (repeatable; default: $COMPOSE_PROFILES).",
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Compose files: an unset variable, or anything not honoured as written, is an "
+        "error instead of a warning.",
+    ),
+]
+EnvFileOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--env-file", help="Compose files: variables from this file instead of ./.env."),
+]
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -61,23 +84,42 @@ def escape(text: str) -> str:
     return escape(text)
 
 
-def load_spec(file: Path) -> StackSpec:
+def load_spec(
+    file: list[Path] | None,
+    *,
+    profiles: list[str] | None = None,
+    strict: bool = False,
+    env_files: list[Path] | None = None,
+) -> StackSpec:
     from stacktest.errors import ConfigError
     from stacktest.spec.load import load_stack
 
     try:
-        return load_stack(file)
+        return load_stack(
+            [str(f) for f in file or []], profiles=profiles or None, strict=strict,
+            env_files=env_files or (),
+        )  # fmt: skip
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
 
 
-def run_dir_for(file: Path) -> RunDir:
+def show_warnings(spec: StackSpec, console: Any) -> None:
+    """What a compose file asked for that is not honoured, once, before anything runs."""
+    if spec.warnings:
+        console.print(f"[yellow]warning:[/] {len(spec.warnings)} thing(s) in {spec.source.name} "
+                      "not honoured as written (`stacktest config` lists them):")  # fmt: skip
+        for warning in spec.warnings:
+            console.print(f"  - {escape(warning)}")
+
+
+def run_dir_for(file: list[Path] | None) -> RunDir:
     from stacktest.engine.rundir import RunDir
 
-    return RunDir(load_spec(file).run_dir)
+    # every profile active: where the run directory is does not depend on them
+    return RunDir(load_spec(file, profiles=["*"]).run_dir)
 
 
-def running_state(file: Path) -> dict[str, Any]:
+def running_state(file: list[Path] | None) -> dict[str, Any]:
     from stacktest.errors import StackNotRunning
 
     try:

@@ -15,7 +15,10 @@ from stacktest.cli.common import (
     EXIT_ERROR,
     EXIT_USAGE,
     Commands,
+    EnvFileOpt,
     FileOpt,
+    ProfileOpt,
+    StrictOpt,
     escape,
     fail,
     find_instance,
@@ -217,7 +220,10 @@ def doctor(file: FileOpt = DEFAULT_FILE) -> None:
         for place in report.looked_in:
             console.print(f"  - {escape(place)}")
         console.print(f"  hint: {escape(report.hint)}")
-    if file.exists():
+    from stacktest.spec.files import default_compose_fallback
+
+    chosen = file or [Path("stack.toml")]
+    if all(default_compose_fallback(f.absolute()).exists() for f in chosen):
         spec = load_spec(file)
         console.print(f"stack file {spec.source}: {len(spec.services)} services, valid")
     if missing:
@@ -228,9 +234,13 @@ def doctor(file: FileOpt = DEFAULT_FILE) -> None:
 def config(
     file: FileOpt = DEFAULT_FILE,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    profile: ProfileOpt = None,
+    strict: StrictOpt = False,
+    env_file: EnvFileOpt = None,
 ) -> None:
-    """Validate the stack file and print it as stacktest understands it."""
-    spec = load_spec(file)
+    """Validate the stack file and print it as stacktest understands it, with every
+    key of a compose file that is not honoured as written (`not_honoured`)."""
+    spec = load_spec(file, profiles=profile, strict=strict, env_files=env_file)
     data = spec_to_dict(spec)
     if as_json:
         print(json.dumps(data, indent=2))
@@ -270,5 +280,8 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
         "start_order": spec.start_order(),
         "proxied_edges": [f"{client}->{server}" for client, server in spec.proxied_edges()],
         "toxiproxy_port": spec.toxiproxy_port,
+        "files": [str(f) for f in spec.files],
+        "profiles": list(spec.profiles),
+        "not_honoured": [redact(w) for w in spec.warnings],
         "services": services,
     }

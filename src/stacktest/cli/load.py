@@ -142,7 +142,9 @@ def _run_live(test: Any, workers: int, console: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _target(file: Path, url: str | None, service: str | None) -> Iterator[tuple[str, Path]]:
+def _target(
+    file: list[Path] | None, url: str | None, service: str | None
+) -> Iterator[tuple[str, Path]]:
     """(base URL, run dir): an explicit URL, or a service of the stack (attached if it
     runs, else started for the run and stopped after)."""
     if url:

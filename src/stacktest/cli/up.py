@@ -12,12 +12,16 @@ import typer
 from stacktest.cli.common import (
     DEFAULT_FILE,
     Commands,
+    EnvFileOpt,
     FileOpt,
+    ProfileOpt,
+    StrictOpt,
     escape,
     fail,
     load_spec,
     new_console,
     run_dir_for,
+    show_warnings,
     status_table,
 )
 from stacktest.cli.report import write_report
@@ -35,6 +39,9 @@ def up(
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Start in the background and return.")
     ] = False,
+    profile: ProfileOpt = None,
+    strict: StrictOpt = False,
+    env_file: EnvFileOpt = None,
     quiet: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Start the stack: every service healthy, in dependency order.
@@ -42,7 +49,9 @@ def up(
     In the foreground, Ctrl-C stops everything. With -d, a background runner keeps
     the stack up until `stacktest down`.
     """
-    spec = load_spec(file)
+    spec = load_spec(file, profiles=profile, strict=strict, env_files=env_file)
+    if not quiet:  # (the runner of `up -d` says nothing: `up -d` said it)
+        show_warnings(spec, new_console(stderr=True))
     if detach:
         _up_detached(spec, file)
         return
@@ -64,7 +73,7 @@ def _start_detached_showing_progress(spec: StackSpec, console: Any) -> dict[str,
             fail(str(exc))
 
 
-def _up_detached(spec: StackSpec, file: Path) -> None:
+def _up_detached(spec: StackSpec, file: list[Path] | None) -> None:
     console = new_console()
     started = time.monotonic()
     state = _start_detached_showing_progress(spec, console)
@@ -115,6 +124,9 @@ def run_tests(
             "(default: the active virtualenv's, else python3 on PATH).",
         ),
     ] = None,
+    profile: ProfileOpt = None,
+    strict: StrictOpt = False,
+    env_file: EnvFileOpt = None,
 ) -> None:
     """Start the stack, run the project's pytest against it, stop it, write a report; the
     exit code is pytest's.
@@ -136,9 +148,10 @@ def run_tests(
     from stacktest.engine.detached import stop_running
     from stacktest.engine.rundir import RunDir
 
-    spec = load_spec(file)
+    spec = load_spec(file, profiles=profile, strict=strict, env_files=env_file)
     run_dir = RunDir(spec.run_dir)
     console = new_console(stderr=True)
+    show_warnings(spec, console)
     try:
         interpreter, why = testrun.resolve_python(python)
     except ValueError as exc:
@@ -154,7 +167,9 @@ def run_tests(
         console.print(f"stacktest: stack ready in {time.monotonic() - started:.2f}s")
     console.print(f"stacktest: pytest with {interpreter} ({why})")
     env = {**with_client_environment(state, os.environ), **plugin_env}
-    argv = [interpreter, "-m", "pytest", *plugin_args, f"--stack={spec.source}", "--stack-attach"]
+    files = os.pathsep.join(str(f) for f in spec.files or (spec.source,))
+    argv = [interpreter, "-m", "pytest", *plugin_args, f"--stack={files}", "--stack-attach"]
+    argv.append(f"--stack-profile={','.join(spec.profiles)}")
     argv += ctx.args
     report_dir = (report or spec.run_dir / "report").absolute()
     junit = _junit_path(ctx.args)

@@ -45,7 +45,7 @@ def start_detached(
     runner_log = spec.run_dir / "runner.log"
     with open(runner_log, "wb") as log:
         runner = subprocess.Popen(
-            [sys.executable, "-m", "stacktest", "up", "--quiet", "--file", str(spec.source)],
+            [sys.executable, "-m", "stacktest", "up", "--quiet", *_file_args(spec)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -79,6 +79,16 @@ def start_detached(
                 error = runner_log.read_text(errors="replace").strip()
             raise StackError(error or f"the background runner exited with code {code}")
         time.sleep(0.02)
+
+
+def _file_args(spec: StackSpec) -> list[str]:
+    """The runner reads exactly the files this spec came from, with the same profiles."""
+    args = []
+    for file in spec.files or (spec.source,):
+        args += ["--file", str(file)]
+    for profile in spec.profiles:
+        args += ["--profile", profile]
+    return args
 
 
 def _wait_released(run_dir: RunDir, timeout: float) -> bool:

@@ -4,7 +4,8 @@ An exit we caused (a stop, a fault) is nobody's concern. Otherwise: exit 0 of a
 service without a health check is ``completed`` (a job; dependents waiting for
 ``completed`` go on); any other exit is a crash, counted. A crash while the stack
 starts fails the start; once the stack is ready, ``restart = "on-failure"`` starts
-it again after a backoff (0.1 s doubling to 5 s), at most ``max_restarts`` times.
+it again after a backoff (0.1 s doubling to 5 s), at most ``max_restarts`` times;
+``restart = "always"`` does the same for any exit, 0 included (Compose's ``always``).
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class Supervisor:
         instance = run.instance
         run.exit_code = code
         name = instance.spec.name
-        if code == 0 and not instance.spec.has_health:
+        policy = instance.spec.restart
+        if code == 0 and not instance.spec.has_health and policy != "always":
             run.state = "completed"
             self.journal.emit(run.name, "completed")
             if all(r.exit_code == 0 for r in self.instances.by_service[name]):
@@ -103,12 +105,8 @@ class Supervisor:
                 )
             )
             return
-        if (
-            stack_state is StackState.READY
-            and instance.spec.restart == "on-failure"
-            and code != 0
-            and run.restarts < instance.spec.max_restarts
-        ):
+        wanted = policy == "always" or (policy == "on-failure" and code != 0)
+        if stack_state is StackState.READY and wanted and run.restarts < instance.spec.max_restarts:
             await asyncio.sleep(min(0.1 * 2**run.restarts, 5.0))
             if run.stopping or self._stack_state() is not StackState.READY:
                 return

@@ -82,7 +82,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if session is None:
         return None
     settings = session.settings
-    from stacktest.spec.load import default_compose_fallback
+    from stacktest.spec.files import default_compose_fallback
 
     mode = "attach" if settings.attach else "keep" if settings.keep else "own stack"
     used = default_compose_fallback(settings.file)

@@ -33,7 +33,15 @@ OPTIONS = {
         "stack_file",
         "STACKTEST_FILE",
         "path",
-        "the stack file the tests run against (default: stack.toml at the rootdir)",
+        "the stack file the tests run against (default: stack.toml at the rootdir); compose "
+        "files merged in order are written a.yml:b.yml",
+    ),
+    "profiles": Option(
+        "--stack-profile",
+        "stack_profiles",
+        "STACKTEST_PROFILES",
+        "str",
+        "compose profiles to activate, comma-separated (default: COMPOSE_PROFILES)",
     ),
     "attach": Option(
         "--stack-attach",
@@ -81,6 +89,8 @@ class Settings:
     skip_if_unavailable: bool
     log_lines: int
     sources: dict[str, str]
+    #: Compose profiles (None: COMPOSE_PROFILES decides).
+    profiles: tuple[str, ...] | None = None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -144,6 +154,10 @@ def _int(value: Any, source: str) -> int:
     return number
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
 def resolve(config: pytest.Config) -> Settings:
     """Read every option (command line > environment > ini); UsageError on a bad value."""
     values: dict[str, Any] = {}
@@ -167,14 +181,14 @@ def resolve(config: pytest.Config) -> Settings:
         path = config.rootpath / "stack.toml"
         source = f"the default, stack.toml at the rootdir {config.rootpath}"
     else:
-        path = Path(str(file)).expanduser()
-        if not path.is_absolute():
-            base = (
-                config.inipath.parent
-                if source.startswith(OPTIONS["file"].ini) and config.inipath
-                else config.invocation_params.dir
-            )
-            path = base / path
+        base = (
+            config.inipath.parent
+            if source.startswith(OPTIONS["file"].ini) and config.inipath
+            else config.invocation_params.dir
+        )
+        parts = [Path(p).expanduser() for p in str(file).split(os.pathsep) if p]
+        path = Path(os.pathsep.join(str(p if p.is_absolute() else base / p) for p in parts))
+    profiles = values["profiles"]
     return Settings(
         file=path,
         file_source=source,
@@ -183,4 +197,5 @@ def resolve(config: pytest.Config) -> Settings:
         skip_if_unavailable=values["skip_if_unavailable"],
         log_lines=values["log_lines"],
         sources=sources,
+        profiles=None if profiles is None else _names(str(profiles)),
     )

@@ -79,10 +79,12 @@ class StackSession:
 
     def _load(self) -> StackSpec:
         from stacktest.errors import ConfigError
-        from stacktest.spec.load import default_compose_fallback, load_stack
+        from stacktest.spec.files import default_compose_fallback
+        from stacktest.spec.load import load_stack
 
         settings = self.settings
-        if not default_compose_fallback(settings.file).is_file():
+        several = os.pathsep in str(settings.file)  # compose files merged: load_stack checks
+        if not several and not default_compose_fallback(settings.file).is_file():
             raise StackUnavailable(
                 f"stacktest: no stack file at {settings.file} (from {settings.file_source})\n"
                 "  hint: write a stack.toml (or a docker-compose.yml) at the rootdir, or point"
@@ -90,7 +92,7 @@ class StackSession:
                 " the stack_file ini key at one"
             )
         try:
-            return load_stack(settings.file)
+            return load_stack(settings.file, profiles=settings.profiles)
         except ConfigError as exc:
             raise StackUnavailable(f"stacktest: invalid stack file: {exc}") from None
 

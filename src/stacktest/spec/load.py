@@ -11,14 +11,16 @@ import os
 import re
 import signal
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 from stacktest.durations import parse_duration
 from stacktest.errors import ConfigError
 from stacktest.spec import schema
-from stacktest.spec.compose import COMPOSE_NAMES, is_compose_file, load_compose
+from stacktest.spec.compose import is_compose_file, load_compose
+from stacktest.spec.files import DEFAULT_FILE, stack_files
 from stacktest.spec.model import (
     PROVIDERS,
     TOXIPROXY_PORT,
@@ -30,44 +32,53 @@ from stacktest.spec.model import (
 )
 from stacktest.spec.template import TemplateSyntaxError, references
 
-DEFAULT_FILE = "stack.toml"
 STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port"})
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-def load_stack(path: str | Path = DEFAULT_FILE) -> StackSpec:
-    """Read and validate a stack file."""
-    source = default_compose_fallback(Path(path).absolute())
-    if not source.exists():
-        raise ConfigError(
-            "no such file",
-            file=source,
-            hint="create a stack.toml (see docs/stack-file.md) or pass --file PATH",
+def load_stack(
+    path: str | Path | Sequence[str | Path] = DEFAULT_FILE,
+    *,
+    profiles: Sequence[str] | None = None,
+    env_files: Sequence[Path] = (),
+    strict: bool = False,
+) -> StackSpec:
+    """Read and validate a stack file, or compose files.
+
+    ``path``: a ``stack.toml``, a compose file, a directory holding one, or several
+    compose files merged in order (a list, or one string of ``:``-separated paths, as
+    ``COMPOSE_FILE``). A default ``stack.toml`` that does not exist means ``COMPOSE_FILE``
+    when set, else the compose file beside it (with its override file, as
+    ``docker compose`` without ``-f``). ``profiles`` (default: ``COMPOSE_PROFILES``),
+    ``env_files`` (default: the project's ``.env``) and ``strict`` are for compose files.
+    """
+    files, explicit = stack_files(path)
+    source = files[0]
+    if len(files) > 1 or is_compose_file(source):
+        for file in files:
+            if not is_compose_file(file):
+                raise ConfigError(
+                    "only compose files can be merged (-f a.yml -f b.yml)",
+                    file=file,
+                    hint="pass one stack.toml, or compose files only",
+                )
+        compose = load_compose(
+            files, explicit=explicit, profiles=profiles, env_files=env_files, strict=strict
         )
-    if source.is_dir():
-        found = [source / n for n in (DEFAULT_FILE, *COMPOSE_NAMES) if (source / n).exists()]
-        if not found:
-            raise ConfigError(
-                "directory has no stack.toml (nor a compose file)",
-                file=source,
-                hint="create a stack.toml (see docs/stack-file.md) or pass --file PATH",
-            )
-        source = found[0]
-    if is_compose_file(source):
-        return parse_stack(load_compose(source), source=source)
+        spec = parse_stack(compose.table, source=source)
+        project = compose.project
+        return replace(
+            spec,
+            files=tuple(project.files),
+            inputs=tuple(project.inputs),
+            profiles=project.profiles,
+            warnings=tuple(compose.notes),
+        )
     text = source.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = _line_from_message(str(exc))
         raise ConfigError(f"not valid TOML: {exc}", file=source, line=line) from None
-    return parse_stack(data, source=source, text=text)
-
-
-def default_compose_fallback(source: Path) -> Path:
-    """A missing ``stack.toml`` in a directory with a compose file means that file."""
-    if source.exists() or source.name != DEFAULT_FILE:
-        return source
-    found = [source.parent / n for n in COMPOSE_NAMES if (source.parent / n).is_file()]
-    return found[0] if found else source
+    return replace(parse_stack(data, source=source, text=text), files=(source,))
 
 
 def parse_stack(data: Mapping[str, Any], *, source: Path, text: str = "") -> StackSpec:
@@ -315,9 +326,11 @@ class _Parser:
             if timeout in table:
                 fields[timeout] = self.duration(f"{key}.{timeout}", table[timeout])
         restart = self.expect(f"{key}.restart", table.get("restart", "no"), (str,), "a string")
-        if restart not in ("no", "on-failure"):
+        if restart not in ("no", "on-failure", "always"):
             self.fail(
-                f"{key}.restart", f"unknown restart policy {restart!r}", "use 'no' or 'on-failure'"
+                f"{key}.restart",
+                f"unknown restart policy {restart!r}",
+                "use 'no', 'on-failure' or 'always'",
             )
         fields["restart"] = restart
         fields["max_restarts"] = self.expect(

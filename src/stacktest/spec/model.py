@@ -72,7 +72,7 @@ class ServiceSpec:
     stop_signal: signal.Signals = signal.SIGTERM
     stop_timeout: float = 10.0
     start_timeout: float = 30.0
-    restart: Literal["no", "on-failure"] = "no"
+    restart: Literal["no", "on-failure", "always"] = "no"
     max_restarts: int = 5
     #: Provider options (``databases``, ``init``, ``jetstream`` ...), already type-checked.
     options: Mapping[str, Any] = field(default_factory=_frozen)
@@ -108,6 +108,15 @@ class StackSpec:
     #: Where the Toxiproxy-compatible API listens when that port is free (else any free
     #: port); 0: any free port.
     toxiproxy_port: int = TOXIPROXY_PORT
+    #: The files read, in order (a stack.toml, or compose files with an override file):
+    #: the same files again make the same stack (``up -d``'s runner is given them).
+    files: tuple[Path, ...] = ()
+    #: Other files that went into it (.env, included and extended files): the digest.
+    inputs: tuple[Path, ...] = ()
+    #: Compose profiles that were active.
+    profiles: tuple[str, ...] = ()
+    #: What a compose file asked for that is not honoured as written, key by key.
+    warnings: tuple[str, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -131,7 +140,8 @@ class StackSpec:
         A stack kept running between test sessions is reused only while this matches.
         """
         h = hashlib.sha256()
-        for path in [str(self.source), *self._input_files()]:
+        for path in [str(self.source), *map(str, self.files[1:]), *map(str, self.inputs),
+                     *self._input_files()]:  # fmt: skip
             h.update(path.encode())
             try:
                 h.update(Path(path).read_bytes())

@@ -1,25 +1,11 @@
-"""A docker-compose file -> the same stack model as ``stack.toml``, run without Docker.
+"""A merged compose document -> the same table a ``stack.toml`` is, and every note.
 
-The compose file is translated into a stack-file table and validated by the same code
-(``parse_stack``), so every rule and error of ``stack.toml`` holds. What it maps:
-
-- images stacktest runs itself: ``postgres`` (``POSTGRES_USER`` / ``_PASSWORD`` / ``_DB``,
-  ``*.sql`` files mounted into ``/docker-entrypoint-initdb.d`` become ``init``),
-  ``redis`` / ``valkey`` (``--requirepass``, ``--appendonly yes``), ``nats`` (``-js``);
-- your own services (``build:`` or any other image) run as local processes: they need an
-  ``x-stacktest`` block with at least ``command`` (any ``stack.toml`` service key may go
-  there); ``x-stacktest: { skip: true }`` leaves a service out;
-- ``environment`` (mapping or list, ``.env`` and ``${VAR:-default}`` interpolation as
-  Compose does), where ``SERVICE:PORT`` (PORT the service's container port) becomes that
-  service's loopback address, ``*_HOST: SERVICE`` its host and the matching ``*_PORT`` its
-  port, and a value equal to the service's own container port becomes ``{port}``;
-- ``depends_on`` (list or mapping with Compose's conditions), ``healthcheck`` of your own
-  services (``CMD`` / ``CMD-SHELL``, ``localhost:PORT`` rewritten), ``restart``,
-  ``deploy.replicas``, ``profiles`` (services with a profile are left out, as
-  ``docker compose up`` does), and a top-level ``x-stacktest`` as the ``[stack]`` table.
-
-Container-only keys (volumes other than the init scripts, networks, ports' host side,
-labels, logging...) have no meaning for local processes and are ignored.
+The table goes to ``parse_stack``, so every rule and error of ``stack.toml`` holds. Images
+stacktest runs itself (``postgres``, ``redis`` / ``valkey``, ``nats``) become built-in
+services; others run as local processes from ``x-stacktest`` (at least ``command``). Addresses
+of other services in ``environment`` (``db:5432``, ``postgres://db/app``, ``DB_HOST: db``)
+are rewritten to the local ones. What is not honoured as written is a note naming the key
+and why (``stacktest config`` lists them, ``up`` prints them, ``--strict`` refuses them).
 """
 
 from __future__ import annotations
@@ -28,12 +14,11 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NoReturn
 
 from stacktest.errors import ConfigError
-
-COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+from stacktest.spec.compose.dotenv import DotenvError, read_dotenv
+from stacktest.spec.compose.model import Project, line_of
 
 #: image repository (last path part) -> (provider, container port)
 IMAGES: dict[str, tuple[str, int]] = {
@@ -49,54 +34,71 @@ INITDB = "/docker-entrypoint-initdb.d"
 #: URL schemes whose default port a host without one implies.
 DEFAULT_PORTS = {"postgres": 5432, "postgresql": 5432, "redis": 6379, "rediss": 6379,
                  "valkey": 6379, "nats": 4222, "http": 80, "https": 443}  # fmt: skip
-_RESTART = {"no": "no", "on-failure": "on-failure", "always": "on-failure",
-            "unless-stopped": "on-failure"}  # fmt: skip
-_INTERPOLATION = re.compile(
-    r"\$(?:(?P<dollar>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)"
-    r"(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
-)
+_RESTART = {"no": "no", "on-failure": "on-failure", "always": "always",
+            "unless-stopped": "always"}  # fmt: skip
+#: ``restart: always`` without a count: restarted as often as it exits.
+ALWAYS_RESTARTS = 1_000_000
+TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "secrets", "configs"}
+IGNORED_TOP_LEVEL = {
+    "networks": "ignored: every service is on loopback, reached by its address",
+    "volumes": "named volumes are not created (a local process uses the run dir)",
+    "secrets": "ignored: pass secrets through environment or env_file",
+    "configs": "ignored: a local process reads its config files where they are",
+}
+#: Keys the translation uses as written (the others get a note each).
+ALWAYS_HONOURED = {"environment", "env_file", "depends_on", "restart", "stop_signal",
+                   "stop_grace_period", "profiles", "build", "extends", "image", "command",
+                   "healthcheck"}  # fmt: skip
+SERVICE_KEYS = {
+    "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup",
+    "cgroup_parent", "command", "configs", "container_name", "cpu_count", "cpu_percent",
+    "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus",
+    "cpuset", "credential_spec", "depends_on", "deploy", "develop", "device_cgroup_rules",
+    "devices", "dns", "dns_opt", "dns_search", "domainname", "driver_opts", "entrypoint",
+    "env_file", "environment", "expose", "extends", "external_links", "extra_hosts",
+    "gpus", "group_add", "healthcheck", "hostname", "image", "init", "ipc", "isolation",
+    "labels", "label_file", "links", "logging", "mac_address", "mem_limit", "mem_reservation",
+    "mem_swappiness", "memswap_limit", "network_mode", "networks", "oom_kill_disable",
+    "oom_score_adj", "pid", "pids_limit", "platform", "ports", "post_start", "pre_stop",
+    "privileged", "profiles", "pull_policy", "read_only", "restart", "runtime", "scale",
+    "secrets", "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal",
+    "storage_opt", "sysctls", "tmpfs", "tty", "ulimits", "user", "userns_mode", "uts",
+    "volumes", "volumes_from", "working_dir",
+}  # fmt: skip
+IGNORED_REASONS = {
+    "networks": "every service is on loopback",
+    "network_mode": "every service is on loopback",
+    "container_name": "services are named by the compose file",
+    "hostname": "other services' names are rewritten to 127.0.0.1 where they appear",
+    "user": "services run as the user running stacktest",
+    "working_dir": "set x-stacktest.cwd for a local process",
+    "entrypoint": "set x-stacktest.command for a local process",
+    "tmpfs": "a local process uses the run dir",
+    "labels": "metadata for a container engine",
+}
 
 
-def is_compose_file(path: Path) -> bool:
-    return path.name in COMPOSE_NAMES or path.suffix in (".yaml", ".yml")
+class Translator:
+    """One merged compose document -> a stack-file table, and what it did not honour."""
 
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.source = project.files[0]
+        self.lines = self.source.read_text(encoding="utf-8").splitlines()
+        self.env = project.environment  # the shell, then .env
+        self.left_out: set[str] = set(project.left_out)
+        #: ``services.NAME.key: what happened`` for everything not honoured as written.
+        self.notes: list[str] = []
 
-def load_compose(path: Path) -> Any:
-    """Read a compose file and translate it; the result goes to ``parse_stack``."""
-    import yaml
-
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(f"not valid YAML: {exc}", file=path, line=line) from None
-    return _Translator(path, text).stack(data)
-
-
-class _Translator:
-    def __init__(self, source: Path, text: str) -> None:
-        self.source = source
-        self.lines = text.splitlines()
-        self.dotenv = _read_dotenv(source.parent / ".env")
-        self.left_out: set[str] = set()
+    def note(self, key: str, what: str) -> None:
+        self.notes.append(f"{key}: {what}")
 
     # -- errors ---------------------------------------------------------------------------
     def fail(self, key: str, problem: str, hint: str | None = None) -> NoReturn:
         raise ConfigError(problem, file=self.source, key=key, line=self._line(key), hint=hint)
 
     def _line(self, key: str) -> int | None:
-        """The line of the key path's last part (after its parents, when they are found)."""
-        start = 0
-        found = None
-        for part in key.split("."):
-            pattern = re.compile(rf"^\s*-?\s*[\"']?{re.escape(part)}[\"']?\s*:")
-            for number in range(start, len(self.lines)):
-                if pattern.match(self.lines[number]):
-                    found, start = number + 1, number + 1
-                    break
-        return found
+        return line_of(self.lines, key)
 
     # -- the file -------------------------------------------------------------------------
     def stack(self, data: Any) -> dict[str, Any]:
@@ -106,18 +108,51 @@ class _Translator:
         if "name" in data and "name" not in meta:
             meta["name"] = str(data["name"])
         services: dict[str, Any] = data["services"]
+        for name, body in services.items():
+            if not isinstance(body, dict) and body is not None:
+                self.fail(f"services.{name}", "a service must be a mapping")
         kept = {
-            name: body or {}
+            str(name): body or {}
             for name, body in services.items()
-            if not (body or {}).get("profiles") and not _ext(body).get("skip")
+            if not _ext(body).get("skip")
         }
-        self.left_out = set(services) - set(kept)
+        self.left_out |= set(map(str, services)) - set(kept)
+        for key in data:
+            if key not in TOP_LEVEL and not str(key).startswith("x-"):
+                self.note(str(key), "not a Compose top-level key; ignored")
+        for key in ("networks", "volumes", "secrets", "configs"):
+            if data.get(key):
+                self.note(key, IGNORED_TOP_LEVEL[key])
+        self.refuse_unrunnable(kept)
         ports = {name: self.container_port(name, body) for name, body in kept.items()}
         out = {name: self.service(name, body, ports) for name, body in kept.items()}
         self.refer_to_passwords(out)
         if not out:
-            self.fail("services", "every service was left out (profiles or x-stacktest.skip)")
+            self.fail(
+                "services",
+                "every service was left out (profiles or x-stacktest.skip)",
+                "activate a profile with --profile NAME (or COMPOSE_PROFILES)",
+            )
         return {"stack": meta, "services": out}
+
+    def refuse_unrunnable(self, services: Mapping[str, Any]) -> None:
+        """Every service with nothing stacktest can run, in one message."""
+        problems = []
+        for name, body in services.items():
+            ext = _ext(body)
+            if _image_kind(body.get("image")) is None and "command" not in ext and "use" not in ext:
+                what = f"image {body['image']!r}" if body.get("image") else "a `build:` service"
+                problems.append(
+                    f"services.{name}: {what} has no local equivalent stacktest can run"
+                )
+        if problems:
+            first = problems[0].split(":")[0]
+            self.fail(
+                first,
+                ("\n  ".join(problems) if len(problems) > 1 else problems[0].split(": ", 1)[1]),
+                "add `x-stacktest: { command: [...] }` to each (how to run it as a local "
+                "process; any stack.toml key may go there), or `x-stacktest: { skip: true }`",
+            )
 
     def container_port(self, name: str, body: Mapping[str, Any]) -> int | None:
         image = _image_kind(body.get("image"))
@@ -139,17 +174,10 @@ class _Translator:
         env = {**self.env_files(key, body.get("env_file")),
                **self.environment(key, body.get("environment"))}  # fmt: skip
         image = _image_kind(body.get("image"))
+        self.note_unhonoured(key, body, builtin=image is not None and "command" not in ext)
         if image is not None and "command" not in ext:
             table = self.provider(key, image[0], body, env)
         else:
-            if "command" not in ext and "use" not in ext:
-                what = f"image {body['image']!r}" if body.get("image") else "a `build:` service"
-                self.fail(
-                    key,
-                    f"{what} has no local equivalent stacktest can run",
-                    "add `x-stacktest: { command: [...] }` (how to run it as a local process; "
-                    "any stack.toml key may go there), or `x-stacktest: { skip: true }`",
-                )
             table = {"env": self.rewrite_env(env, ports, own=ports.get(name))}
             build = body.get("build")
             context = build.get("context") if isinstance(build, dict) else build
@@ -158,6 +186,9 @@ class _Translator:
             health = self.healthcheck(key, body.get("healthcheck"), ports.get(name))
             if health is not None and "ready" not in ext:
                 table["ready"] = health
+                timeout = _health_deadline(key, body.get("healthcheck") or {}, self)
+                if timeout is not None and "start_timeout" not in ext:
+                    table["start_timeout"] = timeout
             replicas = (body.get("deploy") or {}).get("replicas")
             if replicas is not None:
                 table["replicas"] = replicas
@@ -175,6 +206,8 @@ class _Translator:
             table["restart"] = _RESTART.get(policy, policy)
             if count.isdigit():
                 table["max_restarts"] = int(count)
+            elif table["restart"] == "always":
+                table["max_restarts"] = ALWAYS_RESTARTS
         if "stop_signal" in body:
             table["stop_signal"] = body["stop_signal"]
         if "stop_grace_period" in body:
@@ -205,6 +238,54 @@ class _Translator:
                     value = ref if whole else value.replace(f":{escaped}@", f":{ref}@")
                 env[var] = value
 
+    def note_unhonoured(self, key: str, body: Mapping[str, Any], *, builtin: bool) -> None:
+        """Say what of a service is not honoured as written, key by key."""
+        ext = _ext(body)
+        for field_name, value in body.items():
+            name = str(field_name)
+            where = f"{key}.{name}"
+            if name.startswith("x-") or name in ALWAYS_HONOURED:
+                continue
+            if name == "ports" or name == "expose":
+                for item in value or []:
+                    published = _published(item)
+                    if published:
+                        self.note(
+                            where,
+                            f"published port {published} is not honoured yet: the service "
+                            "listens on a free loopback port (`stacktest status`, "
+                            "`stacktest env --client`)",
+                        )
+            elif name == "volumes":
+                for item in value or []:
+                    if not _is_initdb(item) or not builtin:
+                        self.note(
+                            where,
+                            f"{_volume_text(item)}: not mounted (a local process reads files "
+                            "where they are; data lives in the run dir)",
+                        )
+            elif name == "deploy" and isinstance(value, dict):
+                for sub in value:
+                    if sub != "replicas":
+                        self.note(f"{where}.{sub}", "ignored: no meaning for a local process")
+            elif name == "image" and builtin:
+                if ":" in str(value).rsplit("/", 1)[-1]:
+                    self.note(where, f"{value}: the installed server runs, whatever its version "
+                              "(`stacktest doctor` shows which)")  # fmt: skip
+            elif name == "command" and builtin:
+                self.note(where, "the image's command arguments are not passed to the server "
+                          "(only --requirepass, --appendonly and -js are read)")  # fmt: skip
+            elif name == "command" and "command" in ext:
+                self.note(where, "not run: x-stacktest.command is what runs")
+            elif name == "healthcheck" and builtin:
+                self.note(where, "not run for a built-in server: stacktest's own protocol "
+                          "check decides readiness")  # fmt: skip
+            elif name not in SERVICE_KEYS:
+                self.note(where, "not a Compose service key; ignored")
+            else:
+                reason = IGNORED_REASONS.get(name, "no meaning for a local process")
+                self.note(where, f"ignored: {reason}")
+
     # -- pieces ---------------------------------------------------------------------------
     def environment(self, key: str, value: Any) -> dict[str, str]:
         if value is None:
@@ -214,19 +295,21 @@ class _Translator:
             for item in value:
                 var, sep, val = str(item).partition("=")
                 if not sep:  # `- VAR`: passed through from the environment when it is set
-                    found = os.environ.get(var, self.dotenv.get(var))
+                    found = self.env.get(var)
                     if found is None:
                         continue
-                    val = found.replace("$", "$$")  # a value, not to be interpolated again
+                    val = found
                 pairs[var] = val
             value = pairs
         if not isinstance(value, dict):
             self.fail(f"{key}.environment", "environment must be a mapping or a list")
         out = {}
         for var, val in value.items():
-            text = "" if val is None else ("true" if val is True else "false" if val is False
-                                           else str(val))  # fmt: skip
-            out[str(var)] = self.interpolate(f"{key}.environment.{var}", text)
+            if val is None:  # `VAR:` with no value: passed through when set, as `- VAR`
+                if str(var) in self.env:
+                    out[str(var)] = self.env[str(var)]
+                continue
+            out[str(var)] = "true" if val is True else "false" if val is False else str(val)
         return out
 
     def env_files(self, key: str, value: Any) -> dict[str, str]:
@@ -242,34 +325,12 @@ class _Translator:
                     self.fail(f"{key}.env_file", f"no env file at {file}",
                               "create it, or mark it `required: false`")  # fmt: skip
                 continue
-            for var, raw in _read_dotenv(file).items():
-                out[var] = self.interpolate(f"{key}.env_file", raw)
+            try:
+                # values may refer to the shell (and .env) and to the keys above them
+                out.update(read_dotenv(file, lambda name: out.get(name, self.env.get(name))))
+            except DotenvError as exc:
+                raise ConfigError(exc.problem, file=file, line=exc.line) from None
         return out
-
-    def interpolate(self, key: str, text: str) -> str:
-        """Compose's ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR:?error}``, ``$$``."""
-
-        def one(match: re.Match[str]) -> str:
-            if match["dollar"]:
-                return "$"
-            var = match["braced"] or match["bare"]
-            value = os.environ.get(var, self.dotenv.get(var))
-            op, arg = match["op"], match["arg"] or ""
-            unset = value is None or (op is not None and op.startswith(":") and value == "")
-            if op in ("-", ":-"):
-                return arg if unset else str(value)
-            if op in ("?", ":?") and unset:
-                self.fail(key, f"${{{var}}} is not set: {arg or 'required'}",
-                          f"set {var} in the environment or in .env")  # fmt: skip
-            if value is None:
-                self.fail(
-                    key,
-                    f"${{{var}}} is not set (Compose would use an empty string)",
-                    f"set {var} in the environment or in .env, or write ${{{var}:-default}}",
-                )
-            return str(value)
-
-        return _INTERPOLATION.sub(one, text)
 
     def rewrite_env(
         self, env: Mapping[str, str], ports: Mapping[str, int | None], own: int | None
@@ -377,17 +438,23 @@ class _Translator:
             self.fail(f"{key}.healthcheck.test", f"unknown healthcheck test {kind!r}",
                       "use CMD, CMD-SHELL or NONE")  # fmt: skip
         if "timeout" in check:
-            ready["timeout"] = check["timeout"]
+            ready["timeout"] = _go_duration(f"{key}.healthcheck.timeout", check["timeout"], self)
         return ready
 
     def depends_on(self, key: str, value: Any) -> Any:
-        if isinstance(value, list):
-            return [str(v) for v in value]
+        if isinstance(value, list):  # the short form means service_started (Compose's)
+            return {str(v): "service_started" for v in value}
         if isinstance(value, dict):
             out = {}
             for name, spec in value.items():
                 condition = (spec or {}).get("condition") if isinstance(spec, dict) else spec
                 out[str(name)] = condition or "service_started"
+                missing = str(name) not in self.project.document.get("services", {})
+                if isinstance(spec, dict) and spec.get("required") is False and missing:
+                    del out[str(name)]  # an optional dependency that is not there
+                if isinstance(spec, dict) and spec.get("restart"):
+                    self.note(f"{key}.depends_on.{name}.restart", "not honoured: a dependency's "
+                              "restart does not restart this service")  # fmt: skip
             return out
         self.fail(f"{key}.depends_on", "depends_on must be a list or a mapping")
 
@@ -418,14 +485,61 @@ def _flag_value(args: list[str], flag: str) -> str | None:
     return None
 
 
-def _read_dotenv(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        var, _, value = line.removeprefix("export ").partition("=")
-        values[var.strip()] = value.strip().strip("'\"")
-    return values
+def _published(item: Any) -> str | None:
+    """The host side of a ports entry (``"5432:5432"``, ``"127.0.0.1:H:C"``, long form)."""
+    if isinstance(item, dict):
+        published = item.get("published")
+        return f"{published}->{item.get('target')}" if published else None
+    text = str(item).split("/")[0]
+    parts = text.rsplit(":", 2)
+    if len(parts) >= 2 and parts[-2]:
+        return f"{parts[-2]}->{parts[-1]}"
+    return None
+
+
+def _is_initdb(item: Any) -> bool:
+    target = item.get("target", "") if isinstance(item, dict) else ([*str(item).split(":"), ""])[1]
+    return str(target).startswith(INITDB)
+
+
+def _volume_text(item: Any) -> str:
+    if isinstance(item, dict):
+        return f"volume {item.get('source', '')}:{item.get('target', '')}"
+    return f"volume {item}"
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _go_duration(key: str, value: Any, translator: Translator) -> float:
+    """Compose's durations (Go's: ``1m30s``, ``500ms``, ``10s``) in seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    pos, total = 0, 0.0
+    for match in _GO_DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        translator.fail(key, f"{value!r} is not a duration", "write it like 10s, 1m30s or 500ms")
+    return total
+
+
+def _health_deadline(key: str, check: Mapping[str, Any], translator: Translator) -> float | None:
+    """How long Compose waits before calling a service unhealthy: start_period, then
+    retries checks of interval (each up to timeout). None when the file sets none of them."""
+    if not any(k in check for k in ("interval", "timeout", "retries", "start_period")):
+        return None
+
+    def get(name: str, default: float) -> float:
+        if name not in check:
+            return default
+        return _go_duration(f"{key}.healthcheck.{name}", check[name], translator)
+
+    retries = check.get("retries", 3)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 1:
+        translator.fail(f"{key}.healthcheck.retries", f"{retries!r} is not a positive number")
+    return get("start_period", 0.0) + retries * (get("interval", 30.0) + get("timeout", 30.0))
