@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stacktest.engine import procs
 from stacktest.engine.rundir import RunDir
 from stacktest.engine.runtime import AsyncStack
 from stacktest.operations import Operations
@@ -49,6 +50,9 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        # (this thread starts the services, whose signal mask it would pass on: it blocks
+        # nothing; the threads it hands blocking calls to do)
+        self.loop.set_default_executor(procs.quiet_executor("stacktest-io"))
         self.thread = threading.Thread(target=self.loop.run_forever, name="stacktest", daemon=True)
         self.thread.start()
 

@@ -608,8 +608,15 @@ def start_slow_session(project: pytest.Pytester) -> subprocess.Popen[bytes]:
     # its output goes to a file, and a test body that runs for 20 s dumps every thread's
     # stack there: what a failed run of these tests shows
     log = open(project.path / "session.log", "wb")  # noqa: SIM115 - the child holds it
+    # Python leaves SIGINT alone when it starts with SIGINT ignored, as everything started
+    # by a background shell job is (`bash .ci/run &`): Ctrl-C as a terminal sends it needs
+    # the default handler, so the session is started with it whatever this process inherited
+    session = (
+        "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.exit(pytest.main(sys.argv[1:]))"
+    )
     proc = subprocess.Popen(
-        [PY, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-o", "faulthandler_timeout=20"],
+        [PY, "-c", session, "-p", "no:cacheprovider", "-q", "-o", "faulthandler_timeout=20"],
         cwd=project.path, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     log.close()

@@ -8,6 +8,7 @@ reaping finds tagged processes through /proc even if they left the group.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -142,3 +143,10 @@ def without_signals(target: Callable[..., object]) -> Callable[..., None]:
         target(*args)
 
     return run
+
+
+def quiet_executor(name: str) -> concurrent.futures.ThreadPoolExecutor:
+    """A default executor for a background event loop whose threads block signals."""
+    return concurrent.futures.ThreadPoolExecutor(
+        thread_name_prefix=name, initializer=block_signals_in_this_thread
+    )

@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from stacktest.engine.procs import without_signals
+from stacktest.engine.procs import quiet_executor, without_signals
 from stacktest.errors import ConfigError
 from stacktest.faults.api import ToxiproxyAPI
 from stacktest.faults.edges import EdgeProxies
@@ -98,6 +98,7 @@ class FaultPlane:
         on ``fallback_port`` when that one is taken: 8474 by another stack, say)."""
         self._engine_loop = asyncio.get_running_loop()
         loop = new_loop()
+        loop.set_default_executor(quiet_executor("stacktest-faults-io"))
         self._thread = threading.Thread(
             target=without_signals(loop.run_forever), name="stacktest-faults", daemon=True
         )

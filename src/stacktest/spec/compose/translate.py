@@ -47,8 +47,7 @@ IGNORED_TOP_LEVEL = {
 }
 #: Keys the translation uses as written (the others get a note each).
 ALWAYS_HONOURED = {"environment", "env_file", "depends_on", "restart", "stop_signal",
-                   "stop_grace_period", "profiles", "build", "extends", "image", "command",
-                   "healthcheck"}  # fmt: skip
+                   "stop_grace_period", "profiles", "build", "extends"}  # fmt: skip
 SERVICE_KEYS = {
     "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup",
     "cgroup_parent", "command", "configs", "container_name", "cpu_count", "cpu_percent",
@@ -268,8 +267,10 @@ class Translator:
                 for sub in value:
                     if sub != "replicas":
                         self.note(f"{where}.{sub}", "ignored: no meaning for a local process")
-            elif name == "image" and builtin:
-                if ":" in str(value).rsplit("/", 1)[-1]:
+            elif name == "image":
+                if not builtin:
+                    self.note(where, f"{value}: not run; x-stacktest.command runs instead")
+                elif ":" in str(value).rsplit("/", 1)[-1]:
                     self.note(where, f"{value}: the installed server runs, whatever its version "
                               "(`stacktest doctor` shows which)")  # fmt: skip
             elif name == "command" and builtin:
@@ -277,9 +278,10 @@ class Translator:
                           "(only --requirepass, --appendonly and -js are read)")  # fmt: skip
             elif name == "command" and "command" in ext:
                 self.note(where, "not run: x-stacktest.command is what runs")
-            elif name == "healthcheck" and builtin:
-                self.note(where, "not run for a built-in server: stacktest's own protocol "
-                          "check decides readiness")  # fmt: skip
+            elif name == "healthcheck":
+                if builtin:
+                    self.note(where, "not run for a built-in server: stacktest's own protocol "
+                              "check decides readiness")  # fmt: skip
             elif name not in SERVICE_KEYS:
                 self.note(where, "not a Compose service key; ignored")
             else:

@@ -1,0 +1,219 @@
+"""Which compose files are read, and how they merge, as `docker compose` does it."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stacktest.errors import ConfigError
+from stacktest.spec.load import load_stack
+from stacktest.spec.model import Condition
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+BASE = """
+name: shop
+x-app: &app
+  build: .
+  environment: &env
+    LOG: info
+    MODE: base
+  x-stacktest: { command: ["python", "-m", "app"] }
+services:
+  db:
+    image: postgres:16
+  api:
+    <<: *app
+    environment:
+      <<: *env
+      MODE: api
+    depends_on: [db]
+"""
+
+
+def test_anchors_merge_keys_and_x_fields(tmp_path: Path) -> None:
+    spec = load_stack(write(tmp_path / "compose.yaml", BASE))
+    assert spec.name == "shop" and set(spec.services) == {"db", "api"}  # x-app is no service
+    assert spec.services["api"].env == {"LOG": "info", "MODE": "api"}
+
+
+def test_several_files_merge_in_order(tmp_path: Path) -> None:
+    write(tmp_path / "compose.yaml", BASE)
+    write(
+        tmp_path / "compose.test.yaml",
+        """
+        services:
+          api:
+            environment: { MODE: test, EXTRA: "1" }
+            depends_on:
+              cache: { condition: service_healthy }
+            x-stacktest: { command: ["python", "-m", "app", "--test"] }
+          cache:
+            image: valkey/valkey:8
+        """,
+    )
+    spec = load_stack([tmp_path / "compose.yaml", tmp_path / "compose.test.yaml"])
+    api = spec.services["api"]
+    assert api.env == {"LOG": "info", "MODE": "test", "EXTRA": "1"}  # mappings merge
+    assert api.command == ("python", "-m", "app", "--test")  # a later x-stacktest wins
+    assert {d.service: d.condition for d in api.depends_on} == {
+        "db": Condition.STARTED, "cache": Condition.HEALTHY,
+    }  # fmt: skip
+    assert [f.name for f in spec.files] == ["compose.yaml", "compose.test.yaml"]
+    # the same as one ':'-separated string (COMPOSE_FILE's form)
+    joined = load_stack(f"{tmp_path / 'compose.yaml'}:{tmp_path / 'compose.test.yaml'}")
+    assert joined.services["api"].env == api.env
+
+
+def test_the_override_file_comes_with_the_default_file_only(tmp_path: Path) -> None:
+    write(tmp_path / "compose.yaml", BASE)
+    write(tmp_path / "compose.override.yaml", "services:\n  api:\n    environment: { MODE: dev }\n")
+    implicit = load_stack(tmp_path / "stack.toml")  # no stack.toml: the compose file, as `up`
+    assert implicit.services["api"].env["MODE"] == "dev"
+    assert [f.name for f in implicit.files] == ["compose.yaml", "compose.override.yaml"]
+    explicit = load_stack(tmp_path / "compose.yaml")  # -f names it: no override (Compose's rule)
+    assert explicit.services["api"].env["MODE"] == "api"
+
+
+def test_compose_file_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "base.yml", BASE)
+    write(tmp_path / "ci.yml", "services:\n  api:\n    environment: { MODE: ci }\n")
+    monkeypatch.setenv("COMPOSE_FILE", "base.yml:ci.yml")
+    spec = load_stack(tmp_path / "stack.toml")
+    assert spec.services["api"].env["MODE"] == "ci"
+
+
+def test_extends_in_the_same_file_and_from_another(tmp_path: Path) -> None:
+    write(
+        tmp_path / "common" / "services.yml",
+        """
+        services:
+          worker-base:
+            build: ./worker
+            environment: { QUEUE: default, LOG: warn }
+            x-stacktest: { command: ["python", "-m", "worker"] }
+        """,
+    )
+    write(
+        tmp_path / "compose.yaml",
+        """
+        services:
+          db:
+            image: postgres
+          web:
+            extends: { file: common/services.yml, service: worker-base }
+            environment: { LOG: debug }
+          web-2:
+            extends: web
+            environment: { QUEUE: high }
+        """,
+    )
+    spec = load_stack(tmp_path / "compose.yaml")
+    web, web2 = spec.services["web"], spec.services["web-2"]
+    assert web.env == {"QUEUE": "default", "LOG": "debug"}
+    assert web2.env == {"QUEUE": "high", "LOG": "debug"}
+    assert web.command == ("python", "-m", "worker")
+    assert web.cwd == "common/worker"  # a path in the other file means what it meant there
+    assert any(p.name == "services.yml" for p in spec.inputs)  # in the digest
+
+
+def test_include(tmp_path: Path) -> None:
+    write(tmp_path / "infra" / "compose.yaml", "services:\n  db:\n    image: postgres\n")
+    write(
+        tmp_path / "compose.yaml",
+        """
+        include:
+          - infra/compose.yaml
+        services:
+          api:
+            build: .
+            depends_on: [db]
+            x-stacktest: { command: [x] }
+        """,
+    )
+    assert set(load_stack(tmp_path / "compose.yaml").services) == {"db", "api"}
+    write(tmp_path / "twice.yaml", "include: [infra/compose.yaml]\nservices:\n  db:\n    image: postgres\n")
+    with pytest.raises(ConfigError, match="services db are defined twice"):
+        load_stack(tmp_path / "twice.yaml")
+
+
+PROFILED = """
+services:
+  db:
+    image: postgres
+  debug:
+    image: postgres
+    profiles: [debug]
+  seed:
+    build: .
+    profiles: [seed, debug]
+    depends_on: [db]
+    x-stacktest: { command: [x] }
+"""
+
+
+def test_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COMPOSE_PROFILES", raising=False)
+    path = write(tmp_path / "compose.yaml", PROFILED)
+    assert set(load_stack(path).services) == {"db"}
+    assert set(load_stack(path, profiles=["seed"]).services) == {"db", "seed"}
+    assert set(load_stack(path, profiles=["debug"]).services) == {"db", "debug", "seed"}
+    monkeypatch.setenv("COMPOSE_PROFILES", "seed,other")
+    spec = load_stack(path)
+    assert set(spec.services) == {"db", "seed"} and spec.profiles == ("seed", "other")
+
+
+def test_every_unrunnable_service_in_one_message(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "compose.yaml",
+        "services:\n  a:\n    image: minio/minio\n  b:\n    build: .\n  db:\n    image: postgres\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_stack(path)
+    message = str(caught.value)
+    assert "services.a: image 'minio/minio' has no local equivalent" in message
+    assert "services.b: a `build:` service has no local equivalent" in message
+
+
+def test_restart_policies_as_compose_means_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "compose.yaml",
+        """
+        services:
+          a: { build: ., restart: always, x-stacktest: { command: [x] } }
+          b: { build: ., restart: unless-stopped, x-stacktest: { command: [x] } }
+          c: { build: ., restart: "on-failure:2", x-stacktest: { command: [x] } }
+          d: { build: ., restart: "no", x-stacktest: { command: [x] } }
+        """,
+    )
+    services = load_stack(path).services
+    assert [services[n].restart for n in "abcd"] == ["always", "always", "on-failure", "no"]
+    assert services["c"].max_restarts == 2 and services["a"].max_restarts > 1000
+
+
+def test_healthcheck_timing_is_the_start_deadline(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "compose.yaml",
+        """
+        services:
+          api:
+            build: .
+            healthcheck:
+              test: curl -f http://localhost:8000/health
+              interval: 2s
+              timeout: 1s
+              retries: 5
+              start_period: 1m30s
+            x-stacktest: { command: [x] }
+        """,
+    )
+    api = load_stack(path).services["api"]
+    assert api.start_timeout == 90 + 5 * (2 + 1)
+    assert api.ready is not None and api.ready.attempt_timeout == 1.0
