@@ -217,3 +217,32 @@ def test_healthcheck_timing_is_the_start_deadline(tmp_path: Path) -> None:
     api = load_stack(path).services["api"]
     assert api.start_timeout == 90 + 5 * (2 + 1)
     assert api.ready is not None and api.ready.attempt_timeout == 1.0
+
+
+def test_published_ports_pin_the_main_port_and_the_rest_is_said(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "compose.yaml",
+        """
+        services:
+          db:
+            image: postgres
+            ports: ["5433:5432", "0.0.0.0:9187:9187"]
+          api:
+            build: .
+            ports: [{ target: 8000, published: 8080, host_ip: 0.0.0.0 }]
+            x-stacktest: { command: [x] }
+          workers:
+            build: .
+            ports: ["9000:9000"]
+            deploy: { replicas: 2 }
+            x-stacktest: { command: [x] }
+        """,
+    )
+    spec = load_stack(path)
+    assert spec.services["db"].port == 5433
+    assert spec.services["api"].port == 8080
+    assert spec.services["workers"].port is None
+    notes = "\n".join(spec.warnings)
+    assert "services.db.ports: 0.0.0.0:9187:9187: not published (only the service's main port" in notes
+    assert "listens on 127.0.0.1:8080 only (loopback)" in notes
+    assert "services.workers.ports: 9000:9000: not published (2 replicas cannot share one port)" in notes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -388,3 +389,23 @@ def test_the_readmes_stack_file_is_valid_and_has_the_edges_its_examples_use(
     edges = spec.proxied_edges()
     for edge in ("api->db", "api->bus"):  # stack.fault("api->db"), stack.down("api->bus")
         assert edge in readme and tuple(edge.split("->")) in edges
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[services.a]\ncommand = ["x"]\nport = 0\n', "services.a.port: 0 is not a port number"),
+        ('[services.a]\ncommand = ["x"]\nport = "80"\n', "is not a port number"),
+        ('[services.a]\ncommand = ["x"]\nport = 9000\nreplicas = 2\n', "2 replicas cannot all listen on port 9000"),
+        ('[services.a]\ncommand = ["x"]\nport = 9000\n[services.b]\nuse = "valkey"\nport = 9000\n',
+         "services.b.port: port 9000 is also services.a's"),
+    ],
+)
+def test_bad_pinned_ports(write_stack: Write, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_stack(write_stack(text))
+
+
+def test_a_pinned_port_is_kept_and_planned(write_stack: Write) -> None:
+    spec = load_stack(write_stack('[services.cache]\nuse = "valkey"\nport = 6399\n'))
+    assert spec.services["cache"].port == 6399

@@ -45,6 +45,14 @@ StrictOpt = Annotated[
         "error instead of a warning.",
     ),
 ]
+RemapOpt = Annotated[
+    bool,
+    typer.Option(
+        "--remap-ports",
+        help="Move every pinned port (`port`, a compose file's published ports) to a free "
+        "one; the mapping is printed and in `status` and `env`.",
+    ),
+]
 EnvFileOpt = Annotated[
     list[Path] | None,
     typer.Option("--env-file", help="Compose files: variables from this file instead of ./.env."),
@@ -90,17 +98,31 @@ def load_spec(
     profiles: list[str] | None = None,
     strict: bool = False,
     env_files: list[Path] | None = None,
+    remap_ports: bool = False,
 ) -> StackSpec:
+    from dataclasses import replace
+
     from stacktest.errors import ConfigError
     from stacktest.spec.load import load_stack
 
     try:
-        return load_stack(
+        spec = load_stack(
             [str(f) for f in file or []], profiles=profiles or None, strict=strict,
             env_files=env_files or (),
         )  # fmt: skip
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
+    return replace(spec, remap_ports=True) if remap_ports else spec
+
+
+def show_remapped(spec: StackSpec, state: dict[str, Any], console: Any) -> None:
+    """Where each pinned port went, when the ports were remapped."""
+    if not spec.remap_ports:
+        return
+    for name, service in spec.services.items():
+        info = state.get("instances", {}).get(name)
+        if service.port is not None and info:
+            console.print(f"{name}: port {service.port} remapped to 127.0.0.1:{info.get('port')}")
 
 
 def show_warnings(spec: StackSpec, console: Any) -> None:

@@ -256,6 +256,8 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
     for name in spec.start_order():
         s = spec.services[name]
         entry: dict[str, Any] = {"use": s.use}
+        if s.port is not None:
+            entry["port"] = s.port
         if s.is_process:
             entry.update(command=list(s.command), shell=s.shell, cwd=s.cwd, replicas=s.replicas)
             if s.ready:

@@ -15,12 +15,14 @@ from stacktest.cli.common import (
     EnvFileOpt,
     FileOpt,
     ProfileOpt,
+    RemapOpt,
     StrictOpt,
     escape,
     fail,
     load_spec,
     new_console,
     run_dir_for,
+    show_remapped,
     show_warnings,
     status_table,
 )
@@ -42,6 +44,7 @@ def up(
     profile: ProfileOpt = None,
     strict: StrictOpt = False,
     env_file: EnvFileOpt = None,
+    remap_ports: RemapOpt = False,
     quiet: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Start the stack: every service healthy, in dependency order.
@@ -49,7 +52,9 @@ def up(
     In the foreground, Ctrl-C stops everything. With -d, a background runner keeps
     the stack up until `stacktest down`.
     """
-    spec = load_spec(file, profiles=profile, strict=strict, env_files=env_file)
+    spec = load_spec(
+        file, profiles=profile, strict=strict, env_files=env_file, remap_ports=remap_ports
+    )
     if not quiet:  # (the runner of `up -d` says nothing: `up -d` said it)
         show_warnings(spec, new_console(stderr=True))
     if detach:
@@ -78,6 +83,7 @@ def _up_detached(spec: StackSpec, file: list[Path] | None) -> None:
     started = time.monotonic()
     state = _start_detached_showing_progress(spec, console)
     console.print(status_table(state))
+    show_remapped(spec, state, console)
     console.print(
         f"[green]ready[/] in {time.monotonic() - started:.2f}s "
         f"(runner pid {state.get('owner_pid')}); stop with `stacktest down`"
@@ -127,6 +133,7 @@ def run_tests(
     profile: ProfileOpt = None,
     strict: StrictOpt = False,
     env_file: EnvFileOpt = None,
+    remap_ports: RemapOpt = False,
 ) -> None:
     """Start the stack, run the project's pytest against it, stop it, write a report; the
     exit code is pytest's.
@@ -148,7 +155,9 @@ def run_tests(
     from stacktest.engine.detached import stop_running
     from stacktest.engine.rundir import RunDir
 
-    spec = load_spec(file, profiles=profile, strict=strict, env_files=env_file)
+    spec = load_spec(
+        file, profiles=profile, strict=strict, env_files=env_file, remap_ports=remap_ports
+    )
     run_dir = RunDir(spec.run_dir)
     console = new_console(stderr=True)
     show_warnings(spec, console)
@@ -165,6 +174,7 @@ def run_tests(
         started = time.monotonic()
         state = _start_detached_showing_progress(spec, console)
         console.print(f"stacktest: stack ready in {time.monotonic() - started:.2f}s")
+        show_remapped(spec, state, console)
     console.print(f"stacktest: pytest with {interpreter} ({why})")
     env = {**with_client_environment(state, os.environ), **plugin_env}
     files = os.pathsep.join(str(f) for f in spec.files or (spec.source,))
@@ -273,6 +283,7 @@ async def _foreground(spec: StackSpec, *, quiet: bool) -> int:
         if stack.reaped:
             console.print(f"reaped leftovers of a previous run: {', '.join(stack.reaped)}")
         console.print(status_table(state))
+        show_remapped(spec, state, console)
         console.print(
             f"[green]ready[/] in {took:.2f}s. Ctrl-C to stop; "
             "`stacktest logs -f` to follow the output."

@@ -88,6 +88,8 @@ def _file_args(spec: StackSpec) -> list[str]:
         args += ["--file", str(file)]
     for profile in spec.profiles:
         args += ["--profile", profile]
+    if spec.remap_ports:
+        args.append("--remap-ports")
     return args
 
 

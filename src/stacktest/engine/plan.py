@@ -86,7 +86,7 @@ def plan_stack(
                 spec=service,
                 run_id=run_id,
                 replica=replica,
-                port=port(),
+                port=service.port if service.port and not spec.remap_ports else port(),
                 data_dir=run_dir.data_dir(instance_name),
                 run_dir=run_dir.path,
                 log_path=run_dir.log_path(instance_name),

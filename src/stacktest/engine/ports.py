@@ -70,3 +70,38 @@ def sweep(directory: Path) -> None:
             if _expired(entry, now):
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
+
+
+def in_use(port: int, host: str = "127.0.0.1") -> str | None:
+    """None when ``host:port`` can be bound now; else who holds it, as well as /proc says."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+            return None
+        except OSError:
+            pass
+    return _holder(port) or "a process stacktest cannot see (another user's?)"
+
+
+def _holder(port: int) -> str | None:
+    """``pid 1234 (postgres -D ...)`` listening on ``port``, read from /proc (Linux)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as fh:
+            for line in list(fh)[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{inode}]")
+    if not inodes:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (entry / "fd").iterdir():
+                if os.readlink(fd) in inodes:
+                    argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    return f"pid {entry.name} ({argv.strip()[:120] or '?'})"
+    return None

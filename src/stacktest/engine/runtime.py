@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from stacktest.engine import dispatch, graph, procs, teardown
+from stacktest.engine import dispatch, graph, ports, procs, teardown
 from stacktest.engine.control import ControlServer
 from stacktest.engine.instances import (
     ALLOWED,
@@ -47,7 +47,7 @@ from stacktest.engine.process_faults import ProcessFaults
 from stacktest.engine.rundir import RunDir
 from stacktest.engine.supervise import Supervisor
 from stacktest.engine.watchdog import Watchdog
-from stacktest.errors import StackError, StackStateError
+from stacktest.errors import ServiceStartError, StackError, StackStateError
 from stacktest.faults.plane import FaultPlane
 from stacktest.observe.resources import ResourceSampler
 from stacktest.spec.model import StackSpec
@@ -140,6 +140,7 @@ class AsyncStack:
             self._watchdog.start()  # from here on, the services end with this process
             self.run_dir.reset_for_new_run()
             self._plan = plan_stack(self.spec, self.run_dir, self.run_id, self._allocate_port)
+            self._check_pinned_ports()
             for service, planned in self._plan.services.items():
                 provider = self._plan.providers[service]
                 self._instances.add(service, [Running(i, provider) for i in planned])
@@ -202,6 +203,24 @@ class AsyncStack:
             self._journal.write_state()
             await asyncio.to_thread(self._watchdog.stand_down)
             self.run_dir.release()
+
+    def _check_pinned_ports(self) -> None:
+        """A pinned port (``port = N``, a compose file's published port) that something
+        else holds is one clear error, before anything starts."""
+        if self.spec.remap_ports:
+            return
+        for name, service in self.spec.services.items():
+            if service.port is None:
+                continue
+            holder = ports.in_use(service.port)
+            if holder is not None:
+                raise ServiceStartError(
+                    name,
+                    f"cannot listen on 127.0.0.1:{service.port} (its `port`, or the port the "
+                    f"compose file publishes): it is in use by {holder}",
+                    hint="stop that process, or start with --remap-ports (every pinned port "
+                    "moved to a free one; `stacktest status` shows where)",
+                )
 
     def _allocate_port(self) -> int:
         port = allocate_port()

@@ -18,7 +18,7 @@ import contextlib
 import fcntl
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +153,10 @@ class StackSession:
         ]
         # another session (another terminal) may own the first: take a free one
         run_dir = next((p for p in candidates if not RunDir(p).owner_alive()), base)
+        if self.worker != "main":
+            # xdist: every worker runs a stack of the same file at once; pinned ports
+            # (`port`, a compose file's published ports) would collide: each gets free ones
+            spec = replace(spec, remap_ports=True)
         stack = Stack(spec, run_dir=run_dir)
         stack.start()
         self.started_here = True

@@ -76,6 +76,9 @@ class ServiceSpec:
     max_restarts: int = 5
     #: Provider options (``databases``, ``init``, ``jetstream`` ...), already type-checked.
     options: Mapping[str, Any] = field(default_factory=_frozen)
+    #: ``port = N``: the service listens on 127.0.0.1:N (a compose file's published port),
+    #: unless the stack is started with its ports remapped.
+    port: int | None = None
 
     @property
     def is_process(self) -> bool:
@@ -117,6 +120,8 @@ class StackSpec:
     profiles: tuple[str, ...] = ()
     #: What a compose file asked for that is not honoured as written, key by key.
     warnings: tuple[str, ...] = ()
+    #: Pinned ports (``port = N``) moved to free ones (``--remap-ports``, xdist workers).
+    remap_ports: bool = False
 
     @property
     def base_dir(self) -> Path:

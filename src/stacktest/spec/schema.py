@@ -19,6 +19,7 @@ COMMON_KEYS = frozenset(
         "start_timeout",
         "restart",
         "max_restarts",
+        "port",
     }
 )
 

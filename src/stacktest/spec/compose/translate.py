@@ -18,19 +18,28 @@ from typing import Any, NoReturn
 
 from stacktest.errors import ConfigError
 from stacktest.spec.compose.dotenv import DotenvError, read_dotenv
+from stacktest.spec.compose.keys import (
+    ALWAYS_HONOURED,
+    IGNORED_REASONS,
+    IGNORED_TOP_LEVEL,
+    SERVICE_KEYS,
+    TOP_LEVEL,
+)
 from stacktest.spec.compose.model import Project, line_of
+from stacktest.spec.compose.values import (
+    INITDB,
+    flag_value,
+    go_duration,
+    health_deadline,
+    image_kind,
+    is_initdb,
+    literal,
+    port_mapping,
+    replicas,
+    stacktest_ext,
+    volume_text,
+)
 
-#: image repository (last path part) -> (provider, container port)
-IMAGES: dict[str, tuple[str, int]] = {
-    "postgres": ("postgres", 5432),
-    "postgresql": ("postgres", 5432),
-    "postgis": ("postgres", 5432),
-    "redis": ("redis", 6379),
-    "redis-stack-server": ("redis", 6379),
-    "valkey": ("valkey", 6379),
-    "nats": ("nats", 4222),
-}
-INITDB = "/docker-entrypoint-initdb.d"
 #: URL schemes whose default port a host without one implies.
 DEFAULT_PORTS = {"postgres": 5432, "postgresql": 5432, "redis": 6379, "rediss": 6379,
                  "valkey": 6379, "nats": 4222, "http": 80, "https": 443}  # fmt: skip
@@ -38,45 +47,6 @@ _RESTART = {"no": "no", "on-failure": "on-failure", "always": "always",
             "unless-stopped": "always"}  # fmt: skip
 #: ``restart: always`` without a count: restarted as often as it exits.
 ALWAYS_RESTARTS = 1_000_000
-TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "secrets", "configs"}
-IGNORED_TOP_LEVEL = {
-    "networks": "ignored: every service is on loopback, reached by its address",
-    "volumes": "named volumes are not created (a local process uses the run dir)",
-    "secrets": "ignored: pass secrets through environment or env_file",
-    "configs": "ignored: a local process reads its config files where they are",
-}
-#: Keys the translation uses as written (the others get a note each).
-ALWAYS_HONOURED = {"environment", "env_file", "depends_on", "restart", "stop_signal",
-                   "stop_grace_period", "profiles", "build", "extends"}  # fmt: skip
-SERVICE_KEYS = {
-    "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup",
-    "cgroup_parent", "command", "configs", "container_name", "cpu_count", "cpu_percent",
-    "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus",
-    "cpuset", "credential_spec", "depends_on", "deploy", "develop", "device_cgroup_rules",
-    "devices", "dns", "dns_opt", "dns_search", "domainname", "driver_opts", "entrypoint",
-    "env_file", "environment", "expose", "extends", "external_links", "extra_hosts",
-    "gpus", "group_add", "healthcheck", "hostname", "image", "init", "ipc", "isolation",
-    "labels", "label_file", "links", "logging", "mac_address", "mem_limit", "mem_reservation",
-    "mem_swappiness", "memswap_limit", "network_mode", "networks", "oom_kill_disable",
-    "oom_score_adj", "pid", "pids_limit", "platform", "ports", "post_start", "pre_stop",
-    "privileged", "profiles", "pull_policy", "read_only", "restart", "runtime", "scale",
-    "secrets", "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal",
-    "storage_opt", "sysctls", "tmpfs", "tty", "ulimits", "user", "userns_mode", "uts",
-    "volumes", "volumes_from", "working_dir",
-}  # fmt: skip
-IGNORED_REASONS = {
-    "networks": "every service is on loopback",
-    "network_mode": "every service is on loopback",
-    "container_name": "services are named by the compose file",
-    "hostname": "other services' names are rewritten to 127.0.0.1 where they appear",
-    "user": "services run as the user running stacktest",
-    "working_dir": "set x-stacktest.cwd for a local process",
-    "entrypoint": "set x-stacktest.command for a local process",
-    "tmpfs": "a local process uses the run dir",
-    "labels": "metadata for a container engine",
-}
-
-
 class Translator:
     """One merged compose document -> a stack-file table, and what it did not honour."""
 
@@ -113,7 +83,7 @@ class Translator:
         kept = {
             str(name): body or {}
             for name, body in services.items()
-            if not _ext(body).get("skip")
+            if not stacktest_ext(body).get("skip")
         }
         self.left_out |= set(map(str, services)) - set(kept)
         for key in data:
@@ -138,8 +108,8 @@ class Translator:
         """Every service with nothing stacktest can run, in one message."""
         problems = []
         for name, body in services.items():
-            ext = _ext(body)
-            if _image_kind(body.get("image")) is None and "command" not in ext and "use" not in ext:
+            ext = stacktest_ext(body)
+            if image_kind(body.get("image")) is None and "command" not in ext and "use" not in ext:
                 what = f"image {body['image']!r}" if body.get("image") else "a `build:` service"
                 problems.append(
                     f"services.{name}: {what} has no local equivalent stacktest can run"
@@ -154,8 +124,8 @@ class Translator:
             )
 
     def container_port(self, name: str, body: Mapping[str, Any]) -> int | None:
-        image = _image_kind(body.get("image"))
-        if image is not None and "command" not in _ext(body):
+        image = image_kind(body.get("image"))
+        if image is not None and "command" not in stacktest_ext(body):
             return image[1]
         for item in list(body.get("expose") or []) + list(body.get("ports") or []):
             target = item.get("target") if isinstance(item, dict) else str(item).split("/")[0]
@@ -168,11 +138,11 @@ class Translator:
         key = f"services.{name}"
         if not isinstance(body, dict):
             self.fail(key, "a service must be a mapping")
-        ext = dict(_ext(body))
+        ext = dict(stacktest_ext(body))
         ext.pop("skip", None)
         env = {**self.env_files(key, body.get("env_file")),
                **self.environment(key, body.get("environment"))}  # fmt: skip
-        image = _image_kind(body.get("image"))
+        image = image_kind(body.get("image"))
         self.note_unhonoured(key, body, builtin=image is not None and "command" not in ext)
         if image is not None and "command" not in ext:
             table = self.provider(key, image[0], body, env)
@@ -185,12 +155,15 @@ class Translator:
             health = self.healthcheck(key, body.get("healthcheck"), ports.get(name))
             if health is not None and "ready" not in ext:
                 table["ready"] = health
-                timeout = _health_deadline(key, body.get("healthcheck") or {}, self)
+                timeout = health_deadline(key, body.get("healthcheck") or {}, self)
                 if timeout is not None and "start_timeout" not in ext:
                     table["start_timeout"] = timeout
             replicas = (body.get("deploy") or {}).get("replicas")
             if replicas is not None:
                 table["replicas"] = replicas
+        published = self.published_port(body, ports.get(name))
+        if published is not None and "port" not in ext:
+            table["port"] = published
         if "depends_on" in body:
             deps = self.depends_on(key, body["depends_on"])
             # a dependency left out (x-stacktest.skip, a profile) is not waited for
@@ -230,7 +203,7 @@ class Translator:
             env = table.get("env") or {}
             for var, value in env.items():
                 for secret, server in secrets.items():
-                    escaped = _literal(secret)
+                    escaped = literal(secret)
                     ref = f"{{{server}.password}}"
                     # PGPASSWORD: secret / scheme://user:secret@host, redis://:secret@host
                     whole = value == escaped
@@ -239,28 +212,20 @@ class Translator:
 
     def note_unhonoured(self, key: str, body: Mapping[str, Any], *, builtin: bool) -> None:
         """Say what of a service is not honoured as written, key by key."""
-        ext = _ext(body)
+        ext = stacktest_ext(body)
         for field_name, value in body.items():
             name = str(field_name)
             where = f"{key}.{name}"
             if name.startswith("x-") or name in ALWAYS_HONOURED:
                 continue
-            if name == "ports" or name == "expose":
-                for item in value or []:
-                    published = _published(item)
-                    if published:
-                        self.note(
-                            where,
-                            f"published port {published} is not honoured yet: the service "
-                            "listens on a free loopback port (`stacktest status`, "
-                            "`stacktest env --client`)",
-                        )
+            if name == "ports":
+                self.note_ports(where, body, value)
             elif name == "volumes":
                 for item in value or []:
-                    if not _is_initdb(item) or not builtin:
+                    if not is_initdb(item) or not builtin:
                         self.note(
                             where,
-                            f"{_volume_text(item)}: not mounted (a local process reads files "
+                            f"{volume_text(item)}: not mounted (a local process reads files "
                             "where they are; data lives in the run dir)",
                         )
             elif name == "deploy" and isinstance(value, dict):
@@ -287,6 +252,38 @@ class Translator:
             else:
                 reason = IGNORED_REASONS.get(name, "no meaning for a local process")
                 self.note(where, f"ignored: {reason}")
+
+    def published_port(self, body: Mapping[str, Any], container: int | None) -> int | None:
+        """The host port the file publishes the service's main (container) port on."""
+        if container is None or replicas(body) > 1:
+            return None
+        for item in body.get("ports") or []:
+            mapping = port_mapping(item)
+            if mapping and mapping[1] == container and mapping[0] is not None:
+                return mapping[0]
+        return None
+
+    def note_ports(self, where: str, body: Mapping[str, Any], value: Any) -> None:
+        container = self.container_port("", body)
+        pinned = self.published_port(body, container)
+        for item in value or []:
+            mapping = port_mapping(item)
+            if mapping is None or mapping[0] is None:
+                continue  # a container port only: nothing published
+            host, target, address = mapping
+            if host == pinned and target == container:
+                if address not in ("", "127.0.0.1", "0.0.0.0", "::", "localhost"):
+                    self.note(where, f"{item}: listens on 127.0.0.1:{host}, not on {address}")
+                elif address in ("0.0.0.0", "::"):
+                    self.note(where, f"{item}: listens on 127.0.0.1:{host} only (loopback)")
+                continue
+            why = (
+                f"{replicas(body)} replicas cannot share one port"
+                if replicas(body) > 1
+                else "only the service's main port is published"
+            )
+            self.note(where, f"{item}: not published ({why}); the service's ports are in "
+                      "`stacktest status` and `stacktest env --client`")  # fmt: skip
 
     # -- pieces ---------------------------------------------------------------------------
     def environment(self, key: str, value: Any) -> dict[str, str]:
@@ -338,7 +335,7 @@ class Translator:
         self, env: Mapping[str, str], ports: Mapping[str, int | None], own: int | None
     ) -> dict[str, str]:
         """Escape stacktest's braces, then point service addresses at the local ones."""
-        out = {var: _literal(value) for var, value in env.items()}
+        out = {var: literal(value) for var, value in env.items()}
         for var, value in list(out.items()):
             for other, port in ports.items():
                 if port is None:
@@ -387,10 +384,10 @@ class Translator:
             return table
         if kind in ("redis", "valkey"):
             table = {"use": kind}
-            password = _flag_value(args, "--requirepass") or env.get("REDIS_PASSWORD")
+            password = flag_value(args, "--requirepass") or env.get("REDIS_PASSWORD")
             if password:
                 table["password"] = password
-            if _flag_value(args, "--appendonly") == "yes":
+            if flag_value(args, "--appendonly") == "yes":
                 table["persistence"] = True
             return table
         return {"use": "nats", "jetstream": bool({"-js", "--jetstream"} & set(args))}
@@ -428,7 +425,7 @@ class Translator:
         if not isinstance(test, list) or not test or test[0] == "NONE":
             return None
         kind = test[0]
-        argv = [_literal(str(a)) for a in test[1:]]
+        argv = [literal(str(a)) for a in test[1:]]
         if own is not None:  # the container's own port is {port} here
             mine = re.compile(rf"\b(localhost|127\.0\.0\.1|0\.0\.0\.0):{own}\b")
             argv = [mine.sub("127.0.0.1:{port}", a) for a in argv]
@@ -440,7 +437,7 @@ class Translator:
             self.fail(f"{key}.healthcheck.test", f"unknown healthcheck test {kind!r}",
                       "use CMD, CMD-SHELL or NONE")  # fmt: skip
         if "timeout" in check:
-            ready["timeout"] = _go_duration(f"{key}.healthcheck.timeout", check["timeout"], self)
+            ready["timeout"] = go_duration(f"{key}.healthcheck.timeout", check["timeout"], self)
         return ready
 
     def depends_on(self, key: str, value: Any) -> Any:
@@ -459,89 +456,3 @@ class Translator:
                               "restart does not restart this service")  # fmt: skip
             return out
         self.fail(f"{key}.depends_on", "depends_on must be a list or a mapping")
-
-
-def _literal(text: str) -> str:
-    """``text`` as a stack-file value: braces are not references."""
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-def _ext(body: Any) -> Mapping[str, Any]:
-    ext = body.get("x-stacktest") if isinstance(body, dict) else None
-    return ext if isinstance(ext, dict) else {}
-
-
-def _image_kind(image: Any) -> tuple[str, int] | None:
-    if not isinstance(image, str):
-        return None
-    repository = image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
-    return IMAGES.get(repository)
-
-
-def _flag_value(args: list[str], flag: str) -> str | None:
-    for i, arg in enumerate(args):
-        if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def _published(item: Any) -> str | None:
-    """The host side of a ports entry (``"5432:5432"``, ``"127.0.0.1:H:C"``, long form)."""
-    if isinstance(item, dict):
-        published = item.get("published")
-        return f"{published}->{item.get('target')}" if published else None
-    text = str(item).split("/")[0]
-    parts = text.rsplit(":", 2)
-    if len(parts) >= 2 and parts[-2]:
-        return f"{parts[-2]}->{parts[-1]}"
-    return None
-
-
-def _is_initdb(item: Any) -> bool:
-    target = item.get("target", "") if isinstance(item, dict) else ([*str(item).split(":"), ""])[1]
-    return str(target).startswith(INITDB)
-
-
-def _volume_text(item: Any) -> str:
-    if isinstance(item, dict):
-        return f"volume {item.get('source', '')}:{item.get('target', '')}"
-    return f"volume {item}"
-
-
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _go_duration(key: str, value: Any, translator: Translator) -> float:
-    """Compose's durations (Go's: ``1m30s``, ``500ms``, ``10s``) in seconds."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    text = str(value).strip()
-    pos, total = 0, 0.0
-    for match in _GO_DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _GO_UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        translator.fail(key, f"{value!r} is not a duration", "write it like 10s, 1m30s or 500ms")
-    return total
-
-
-def _health_deadline(key: str, check: Mapping[str, Any], translator: Translator) -> float | None:
-    """How long Compose waits before calling a service unhealthy: start_period, then
-    retries checks of interval (each up to timeout). None when the file sets none of them."""
-    if not any(k in check for k in ("interval", "timeout", "retries", "start_period")):
-        return None
-
-    def get(name: str, default: float) -> float:
-        if name not in check:
-            return default
-        return _go_duration(f"{key}.healthcheck.{name}", check[name], translator)
-
-    retries = check.get("retries", 3)
-    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 1:
-        translator.fail(f"{key}.healthcheck.retries", f"{retries!r} is not a positive number")
-    return get("start_period", 0.0) + retries * (get("interval", 30.0) + get("timeout", 30.0))
