@@ -13,7 +13,7 @@ pytest_plugins = ["pytester"]
 # well-known port 8474 unless its stack file asks for it (the third-party suite does).
 os.environ["STACKTEST_TOXIPROXY_PORT"] = "0"
 #: A project of its own, run through `stacktest test` by a test, not collected here.
-collect_ignore = ["thirdparty_suite"]
+collect_ignore = ["thirdparty_suite", "compose"]
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def test_python_is_the_running_interpreter_and_unbuffered(
         start_timeout = "10s"
 
         [services.buffered]
-        command = ["python", "-c", "import os; print('value=[' + os.environ.get('PYTHONUNBUFFERED', 'unset') + ']')"]
+        command = ["python", "-c", "import os, sys, time; print('value=[' + os.environ.get('PYTHONUNBUFFERED', 'unset') + ']'); sys.stdout.flush(); time.sleep(60)"]
         env = { PYTHONUNBUFFERED = "" }
         """
     )

@@ -68,3 +68,17 @@ def test_a_project_venv_without_stacktest_or_psycopg(tmp_path: Path, bare_venv: 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
     assert f"pytest with {bare_venv / 'bin' / 'python'} (--python)" in result.stderr
+
+
+def test_a_suite_assuming_well_known_ports_through_a_compose_file(tmp_path: Path) -> None:
+    """localhost:5432, :6379, :4222 as the compose file publishes them, unchanged."""
+    project = tmp_path / "project"
+    shutil.copytree(SUITE.parent / "compose" / "wellknown", project)
+    result = run_stacktest(
+        "test", "-f", "docker-compose.yml", "--python", sys.executable, "--",
+        "-q", "-p", "no:cacheprovider", "tests", cwd=project, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+    # what is not honoured is said before the tests run: the image tags
+    assert "postgres:16: the installed server runs" in result.stderr

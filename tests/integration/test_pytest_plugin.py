@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -710,3 +711,34 @@ def test_the_header_names_a_compose_file_used_in_place_of_stack_toml(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["stacktest: */docker-compose.yml (no stack.toml beside it)*"])
     assert "not found" not in result.stdout.str()
+
+
+def test_xdist_workers_remap_published_ports_so_their_stacks_do_not_collide(
+    project: pytest.Pytester,
+) -> None:
+    (project.path / "stack.toml").unlink()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (project.path / "docker-compose.yml").write_text(
+        f"services:\n  cache:\n    image: valkey/valkey:8\n    ports: ['{port}:6379']\n"
+    )
+    project.makepyfile(
+        test_ports="""
+        import os, time
+
+        def test_a(stack):
+            with open(f"port-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}", "w") as fh:
+                fh.write(str(stack["cache"].port))
+            time.sleep(1)  # both workers' stacks are up at the same time
+
+        def test_b(stack):
+            test_a(stack)
+        """
+    )
+    run(project, "-n", "2").assert_outcomes(passed=2)
+    ports = {p.read_text() for p in project.path.glob("port-gw*")}
+    assert len(ports) == 2 and str(port) not in ports
+    # one session on its own takes the published port itself
+    run(project).assert_outcomes(passed=2)
+    assert (project.path / "port-main").read_text() == str(port)

@@ -1,0 +1,89 @@
+"""Compose files written the way real projects write them (tests/compose/), brought up for
+real; real clients connect at the ports the files publish; nothing is left after."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import urllib.request
+from pathlib import Path
+
+import nats
+import psycopg
+import pytest
+import redis
+
+from stacktest import Stack, eventually, load_stack
+from stacktest.engine import procs
+from stacktest.errors import ConfigError
+
+pytestmark = pytest.mark.integration
+CORPUS = Path(__file__).resolve().parent.parent / "compose"
+
+
+def copy(case: str, tmp_path: Path) -> Path:
+    target = tmp_path / case
+    shutil.copytree(CORPUS / case, target)
+    return target
+
+
+def nothing_left(run_dir: Path) -> bool:
+    return not list(procs.tagged(**{procs.TAG_RUN_DIR: str(run_dir)}))
+
+
+def test_a_web_project_with_dotenv_override_anchors_and_healthchecks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("DB_USER", "DB_PASSWORD", "DB_PORT", "REDIS_PASSWORD", "REDIS_PORT", "LOG_LEVEL"):
+        monkeypatch.delenv(var, raising=False)
+    project = copy("webapp", tmp_path)
+    spec = load_stack(project / "stack.toml")  # no stack.toml: the compose file and its override
+    assert [f.name for f in spec.files] == ["docker-compose.yml", "docker-compose.override.yml"]
+    web = spec.services["web"]
+    assert web.env["LOG_LEVEL"] == "debug" and web.env["TZ"] == "UTC"  # override, anchor
+    notes = "\n".join(spec.warnings)
+    for said in ("volume pgdata:/var/lib/postgresql/data: not mounted", "redis.tmpfs: ignored",
+                 "postgres.healthcheck: not run for a built-in server", "volumes: named volumes"):
+        assert said in notes, notes
+    with Stack(spec) as stack:
+        url = "postgresql://webapp:dev%20pass@127.0.0.1:15432/webapp"  # the .env's password
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM visits").fetchone() == (1,)  # initdb
+        cache = redis.Redis(host="127.0.0.1", port=16379, password="redis-webapp")
+        assert cache.ping() and cache.config_get("appendonly")["appendonly"] == "yes"
+        cache.close()
+        with urllib.request.urlopen("http://127.0.0.1:18080/", timeout=10) as response:
+            assert response.status == 200
+        run_dir = stack.run_dir.path
+    assert eventually(lambda: nothing_left(run_dir), timeout=10)
+
+
+def test_a_platform_repo_with_include_extends_profiles_and_env_file_chains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COMPOSE_PROFILES", raising=False)
+    project = copy("platform", tmp_path)
+    spec = load_stack(project / "compose.yaml")
+    assert spec.name == "platform"
+    assert set(spec.services) == {"bus", "worker", "worker-high", "cache"}  # admin: a profile
+    assert spec.services["worker"].env["ZONE"] == "eu-1"  # env_file: an earlier key
+    assert spec.services["worker-high"].env["QUEUE"] == "high"  # extends extends
+    assert spec.services["bus"].options["jetstream"] is True
+    assert "bus.command: the image's command arguments are not passed" in "\n".join(spec.warnings)
+    with Stack(spec) as stack:
+        async def jetstream_at_the_published_port() -> str:
+            nc = await nats.connect("nats://127.0.0.1:14222")
+            info = await nc.jetstream().account_info()
+            await nc.close()
+            return str(info.limits)
+
+        assert asyncio.run(jetstream_at_the_published_port())
+        assert redis.Redis(host="127.0.0.1", port=16380).ping()
+        log = stack["worker"].log_path.read_text()
+        assert f"worker default nats://127.0.0.1:{stack['bus'].port}" in log
+        assert "worker high" in stack["worker-high"].log_path.read_text()
+        run_dir = stack.run_dir.path
+    assert eventually(lambda: nothing_left(run_dir), timeout=10)
+    # with its profile active, the admin UI is in, and said to have no local equivalent
+    with pytest.raises(ConfigError, match=r"services\.admin: image 'dpage/pgadmin4' has no local"):
+        load_stack(project / "compose.yaml", profiles=["tools"])
