@@ -69,7 +69,9 @@ def test_a_platform_repo_with_include_extends_profiles_and_env_file_chains(
     assert spec.services["worker"].env["ZONE"] == "eu-1"  # env_file: an earlier key
     assert spec.services["worker-high"].env["QUEUE"] == "high"  # extends extends
     assert spec.services["bus"].options["jetstream"] is True
-    assert "bus.command: the image's command arguments are not passed" in "\n".join(spec.warnings)
+    assert "bus.command: arguments not passed to the server: --http_port 8222" in "\n".join(
+        spec.warnings
+    )  # (--jetstream is read)
     with Stack(spec) as stack:
         async def jetstream_at_the_published_port() -> str:
             nc = await nats.connect("nats://127.0.0.1:14222")

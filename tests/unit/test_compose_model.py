@@ -246,3 +246,27 @@ def test_published_ports_pin_the_main_port_and_the_rest_is_said(tmp_path: Path) 
     assert "services.db.ports: 0.0.0.0:9187:9187: not published (only the service's main port" in notes
     assert "listens on 127.0.0.1:8080 only (loopback)" in notes
     assert "services.workers.ports: 9000:9000: not published (2 replicas cannot share one port)" in notes
+
+
+def test_stacktest_import_writes_the_same_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from stacktest.cli import app
+
+    for var in ("DB_USER", "DB_PASSWORD", "DB_PORT", "REDIS_PASSWORD", "REDIS_PORT", "LOG_LEVEL"):
+        monkeypatch.delenv(var, raising=False)
+    project = tmp_path / "webapp"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "compose" / "webapp", project)
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(app, ["import"])
+    assert result.exit_code == 0, result.output
+    written = (project / "stack.toml").read_text()
+    assert written.startswith("# stack.toml written by `stacktest import` from ")
+    assert "#   services.redis.tmpfs: ignored" in written  # the notes, at its top
+    imported = load_stack(project / "stack.toml")
+    compose = load_stack([project / "docker-compose.yml", project / "docker-compose.override.yml"])
+    assert imported.services == compose.services
+    again = CliRunner().invoke(app, ["import", "-f", "docker-compose.yml"])
+    assert again.exit_code == 1 and "exists" in again.output and "--force" in again.output

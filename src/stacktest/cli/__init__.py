@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from stacktest.cli import cache, faults, inspect, load, logs, report, up
+from stacktest.cli import cache, convert, faults, inspect, load, logs, report, up
 
 app = typer.Typer(
     name="stacktest",
@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_GROUPS = (up, report, inspect, logs, faults, cache, load)
+_GROUPS = (up, report, inspect, convert, logs, faults, cache, load)
 for _group in _GROUPS:
     _group.register(app)
 

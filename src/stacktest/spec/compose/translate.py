@@ -37,6 +37,7 @@ from stacktest.spec.compose.values import (
     port_mapping,
     replicas,
     stacktest_ext,
+    unread_server_args,
     volume_text,
 )
 
@@ -239,8 +240,10 @@ class Translator:
                     self.note(where, f"{value}: the installed server runs, whatever its version "
                               "(`stacktest doctor` shows which)")  # fmt: skip
             elif name == "command" and builtin:
-                self.note(where, "the image's command arguments are not passed to the server "
-                          "(only --requirepass, --appendonly and -js are read)")  # fmt: skip
+                ignored = unread_server_args(value)
+                if ignored:
+                    self.note(where, f"arguments not passed to the server: {' '.join(ignored)} "
+                              "(only --requirepass, --appendonly and -js are read)")  # fmt: skip
             elif name == "command" and "command" in ext:
                 self.note(where, "not run: x-stacktest.command is what runs")
             elif name == "healthcheck":

@@ -130,3 +130,26 @@ def health_deadline(key: str, check: Mapping[str, Any], translator: Failing) -> 
         translator.fail(f"{key}.healthcheck.retries", f"{retries!r} is not a positive number")
     each = get("interval", 30.0) + get("timeout", 30.0)
     return get("start_period", 0.0) + float(retries) * each
+
+
+#: Server arguments the translation reads (``--flag value`` or a bare flag).
+READ_ARGS = {"--requirepass": 1, "--appendonly": 1, "-js": 0, "--jetstream": 0}
+SERVER_PROGRAMS = {"redis-server", "valkey-server", "nats-server", "postgres"}
+
+
+def unread_server_args(command: Any) -> list[str]:
+    """The arguments of a built-in server's ``command`` that nothing reads."""
+    import shlex
+
+    args = shlex.split(command) if isinstance(command, str) else [str(a) for a in command or []]
+    if args and args[0] in SERVER_PROGRAMS:
+        args = args[1:]
+    left, i = [], 0
+    while i < len(args):
+        flag = args[i].split("=", 1)[0]
+        if flag in READ_ARGS:
+            i += 1 + (READ_ARGS[flag] if "=" not in args[i] else 0)
+            continue
+        left.append(args[i])
+        i += 1
+    return left
