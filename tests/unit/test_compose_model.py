@@ -270,3 +270,21 @@ def test_stacktest_import_writes_the_same_stack(tmp_path: Path, monkeypatch: pyt
     assert imported.services == compose.services
     again = CliRunner().invoke(app, ["import", "-f", "docker-compose.yml"])
     assert again.exit_code == 1 and "exists" in again.output and "--force" in again.output
+
+
+def test_the_docker_host_is_this_machine(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "compose.yaml",
+        """
+        services:
+          app:
+            build: .
+            environment:
+              API: http://host.docker.internal:9000/v1
+              OTHER: my-host.docker.internal.example
+            x-stacktest: { command: [x] }
+        """,
+    )
+    env = load_stack(path).services["app"].env
+    assert env["API"] == "http://127.0.0.1:9000/v1"
+    assert env["OTHER"] == "my-host.docker.internal.example"  # only the name itself

@@ -340,6 +340,9 @@ class Translator:
         """Escape stacktest's braces, then point service addresses at the local ones."""
         out = {var: literal(value) for var, value in env.items()}
         for var, value in list(out.items()):
+            # the Docker host, seen from a container, is this machine for a local process
+            value = re.sub(r"(?<![\w.-])(host\.docker\.internal|gateway\.docker\.internal)"
+                           r"(?![\w-])", "127.0.0.1", value)  # fmt: skip
             for other, port in ports.items():
                 if port is None:
                     continue
