@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import textwrap
 import urllib.request
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def test_a_web_project_with_dotenv_override_anchors_and_healthchecks(
     assert web.env["LOG_LEVEL"] == "debug" and web.env["TZ"] == "UTC"  # override, anchor
     notes = "\n".join(spec.warnings)
     for said in ("volume pgdata:/var/lib/postgresql/data: not mounted", "redis.tmpfs: ignored",
-                 "postgres.healthcheck: not run for a built-in server", "volumes: named volumes"):
+                 "postgres.healthcheck: not run for a built-in server", "a built-in server's data volume is not used"):
         assert said in notes, notes
     with Stack(spec) as stack:
         url = "postgresql://webapp:dev%20pass@127.0.0.1:15432/webapp"  # the .env's password
@@ -89,3 +90,35 @@ def test_a_platform_repo_with_include_extends_profiles_and_env_file_chains(
     # with its profile active, the admin UI is in, and said to have no local equivalent
     with pytest.raises(ConfigError, match=r"services\.admin: image 'dpage/pgadmin4' has no local"):
         load_stack(project / "compose.yaml", profiles=["tools"])
+
+
+def test_named_volumes_outlive_a_run_and_down_v_removes_them(tmp_path: Path) -> None:
+    from tests.helpers import run_stacktest
+
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "greeting.txt").write_text("hello from the bind mount\n")
+    (tmp_path / "compose.yaml").write_text(
+        textwrap.dedent(
+            """\
+            services:
+              app:
+                build: .
+                volumes: ["./conf:/etc/app:ro", "state:/var/lib/app"]
+                environment: { GREETING_FILE: /etc/app/greeting.txt, STATE: /var/lib/app }
+                x-stacktest:
+                  command: ["python", "-c", "import os, time; n = os.path.join(os.environ['STATE'], 'runs'); open(n, 'a').write('x'); print(open(os.environ['GREETING_FILE']).read().strip(), len(open(n).read())); time.sleep(600)"]
+                  ready: { log: "hello from the bind mount" }
+            volumes:
+              state: {}
+            """
+        )
+    )
+    for expected in ("1", "2"):  # the second run finds what the first wrote
+        assert run_stacktest("up", "-d", cwd=tmp_path).returncode == 0
+        log = run_stacktest("logs", "app", cwd=tmp_path).stdout
+        assert f"hello from the bind mount {expected}" in log, log
+        assert run_stacktest("down", cwd=tmp_path).returncode == 0
+    assert (tmp_path / ".stacktest" / "volumes" / "state" / "runs").read_text() == "xx"
+    removed = run_stacktest("down", "-v", cwd=tmp_path)
+    assert "removed volumes: state" in removed.stdout
+    assert not (tmp_path / ".stacktest" / "volumes").exists()

@@ -288,3 +288,36 @@ def test_the_docker_host_is_this_machine(tmp_path: Path) -> None:
     env = load_stack(path).services["app"].env
     assert env["API"] == "http://127.0.0.1:9000/v1"
     assert env["OTHER"] == "my-host.docker.internal.example"  # only the name itself
+
+
+def test_a_local_process_sees_its_volumes_where_the_container_would(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    path = write(
+        tmp_path / "compose.yaml",
+        """
+        services:
+          app:
+            build: .
+            volumes:
+              - ./config:/etc/app:ro
+              - uploads:/var/lib/app/uploads
+              - /var/lib/app/cache
+            environment:
+              CONFIG: /etc/app/app.yaml
+              UPLOADS: /var/lib/app/uploads
+              OTHER: /etc/apparmor
+            x-stacktest: { command: [x] }
+        volumes:
+          uploads:
+        """,
+    )
+    spec = load_stack(path)
+    env = spec.services["app"].env
+    assert env["CONFIG"] == f"{tmp_path / 'config'}/app.yaml"
+    assert env["UPLOADS"] == "{run_dir}/volumes/uploads"
+    assert env["OTHER"] == "/etc/apparmor"  # a path that only starts the same is kept
+    assert spec.volumes == ("uploads",)
+    notes = "\n".join(spec.warnings)
+    assert "./config:/etc/app:ro: /etc/app is its host directory for the local process" in notes
+    assert "read-only is not enforced" in notes
+    assert "/var/lib/app/cache: not mounted (an anonymous volume)" in notes

@@ -94,12 +94,20 @@ def _up_detached(spec: StackSpec, file: list[Path] | None) -> None:
 def down(
     file: FileOpt = DEFAULT_FILE,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a clean stop.")] = 30.0,
+    volumes: Annotated[
+        bool, typer.Option("--volumes", "-v", help="Remove the named volumes too.")
+    ] = False,
 ) -> None:
     """Stop the stack (and anything a killed runner left behind)."""
     from stacktest.engine.detached import stop_running
 
-    message = stop_running(run_dir_for(file), timeout)
-    new_console().print(message)
+    run_dir = run_dir_for(file)
+    message = stop_running(run_dir, timeout)
+    console = new_console()
+    console.print(message)
+    if volumes:
+        removed = run_dir.remove_volumes()
+        console.print(f"removed volumes: {', '.join(removed)}" if removed else "no volumes")
 
 
 @commands.command(

@@ -66,6 +66,16 @@ class RunDir:
     def log_path(self, instance: str) -> Path:
         return self.path / "logs" / f"{instance}.log"
 
+    def volume_dir(self, name: str) -> Path:
+        """A named volume: kept across runs, removed by ``down -v``."""
+        return self.path / "volumes" / name
+
+    def remove_volumes(self) -> list[str]:
+        root = self.path / "volumes"
+        names = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+        shutil.rmtree(root, ignore_errors=True)
+        return names
+
     def data_dir(self, instance: str) -> Path:
         return self.path / "services" / instance
 

@@ -139,6 +139,8 @@ class AsyncStack:
             self.reaped = await asyncio.to_thread(self.run_dir.reap)
             self._watchdog.start()  # from here on, the services end with this process
             self.run_dir.reset_for_new_run()
+            for volume in self.spec.volumes:
+                self.run_dir.volume_dir(volume).mkdir(parents=True, exist_ok=True, mode=0o700)
             self._plan = plan_stack(self.spec, self.run_dir, self.run_id, self._allocate_port)
             self._check_pinned_ports()
             for service, planned in self._plan.services.items():

@@ -122,6 +122,9 @@ class StackSpec:
     warnings: tuple[str, ...] = ()
     #: Pinned ports (``port = N``) moved to free ones (``--remap-ports``, xdist workers).
     remap_ports: bool = False
+    #: ``[stack] volumes``: directories ``RUN_DIR/volumes/NAME``, made at start, kept across
+    #: runs, removed by ``stacktest down -v`` (a compose file's named volumes).
+    volumes: tuple[str, ...] = ()
 
     @property
     def base_dir(self) -> Path:

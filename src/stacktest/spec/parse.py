@@ -29,7 +29,7 @@ from stacktest.spec.model import (
 )
 from stacktest.spec.template import TemplateSyntaxError, references
 
-STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port"})
+STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port", "volumes"})
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 def parse_stack(data: Mapping[str, Any], *, source: Path, text: str = "") -> StackSpec:
     """Validate already-parsed TOML data; ``text`` (the file's source) locates lines."""
@@ -134,6 +134,14 @@ class _Parser:
         if not run_dir.is_absolute():
             run_dir = self.source.parent / run_dir
 
+        volumes = self.str_list("stack.volumes", meta.get("volumes", []))
+        for volume in volumes:
+            if not _NAME.match(volume):
+                self.fail(
+                    "stack.volumes",
+                    f"bad volume name {volume!r}",
+                    "use letters, digits, '-' and '_' (it becomes RUN_DIR/volumes/NAME)",
+                )
         raw_services = self.expect("services", data.get("services", {}), (dict,), "a table")
         if not raw_services:
             self.fail(
@@ -176,6 +184,7 @@ class _Parser:
             services=services,
             proxy=proxy,
             toxiproxy_port=toxiproxy_port,
+            volumes=volumes,
         )
 
     def default_toxiproxy_port(self) -> int:

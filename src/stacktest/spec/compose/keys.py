@@ -9,7 +9,8 @@ from __future__ import annotations
 TOP_LEVEL = {"version", "name", "services", "networks", "volumes", "secrets", "configs"}
 IGNORED_TOP_LEVEL = {
     "networks": "ignored: every service is on loopback, reached by its address",
-    "volumes": "named volumes are not created (a local process uses the run dir)",
+    "volumes": "a named volume a local process uses is RUN_DIR/volumes/NAME (kept across runs, "
+    "`down -v` removes it); a built-in server's data volume is not used",
     "secrets": "ignored: pass secrets through environment or env_file",
     "configs": "ignored: a local process reads its config files where they are",
 }

@@ -32,12 +32,14 @@ from stacktest.spec.compose.values import (
     go_duration,
     health_deadline,
     image_kind,
+    is_bind,
     is_initdb,
     literal,
     port_mapping,
     replicas,
     stacktest_ext,
     unread_server_args,
+    volume_parts,
     volume_text,
 )
 
@@ -57,6 +59,8 @@ class Translator:
         self.lines = self.source.read_text(encoding="utf-8").splitlines()
         self.env = project.environment  # the shell, then .env
         self.left_out: set[str] = set(project.left_out)
+        #: Named volumes local processes use: ``[stack] volumes``.
+        self.named_volumes: set[str] = set()
         #: ``services.NAME.key: what happened`` for everything not honoured as written.
         self.notes: list[str] = []
 
@@ -97,6 +101,8 @@ class Translator:
         ports = {name: self.container_port(name, body) for name, body in kept.items()}
         out = {name: self.service(name, body, ports) for name, body in kept.items()}
         self.refer_to_passwords(out)
+        if self.named_volumes:
+            meta["volumes"] = sorted(self.named_volumes | set(meta.get("volumes") or []))
         if not out:
             self.fail(
                 "services",
@@ -149,6 +155,9 @@ class Translator:
             table = self.provider(key, image[0], body, env)
         else:
             table = {"env": self.rewrite_env(env, ports, own=ports.get(name))}
+            paths = self.volume_paths(body)
+            if paths:
+                table["env"] = {k: _map_paths(v, paths) for k, v in table["env"].items()}
             build = body.get("build")
             context = build.get("context") if isinstance(build, dict) else build
             if isinstance(context, str) and "cwd" not in ext:
@@ -223,12 +232,14 @@ class Translator:
                 self.note_ports(where, body, value)
             elif name == "volumes":
                 for item in value or []:
-                    if not is_initdb(item) or not builtin:
+                    if builtin and not is_initdb(item):
                         self.note(
                             where,
-                            f"{volume_text(item)}: not mounted (a local process reads files "
-                            "where they are; data lives in the run dir)",
+                            f"{volume_text(item)}: not mounted (a built-in server's data lives "
+                            "in the run dir, fresh each run)",
                         )
+                    elif not builtin:
+                        self.note_process_volume(where, item)
             elif name == "deploy" and isinstance(value, dict):
                 for sub in value:
                     if sub != "replicas":
@@ -255,6 +266,35 @@ class Translator:
             else:
                 reason = IGNORED_REASONS.get(name, "no meaning for a local process")
                 self.note(where, f"ignored: {reason}")
+
+    def volume_paths(self, body: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """(container path, local path) for a local process's volumes: a bind mount is its
+        host directory, a named volume ``RUN_DIR/volumes/NAME`` (made at start, kept across
+        runs, removed by ``down -v``). Longest paths first, for rewriting."""
+        mapping = []
+        for item in body.get("volumes") or []:
+            parts = volume_parts(item)
+            if parts is None:
+                continue
+            source, target, _ = parts
+            if is_bind(source):
+                local = literal(str((self.source.parent / os.path.expanduser(source)).resolve()))
+            else:
+                self.named_volumes.add(source)
+                local = f"{{run_dir}}/volumes/{source}"
+            mapping.append((target, local))
+        return sorted(mapping, key=lambda pair: -len(pair[0]))
+
+    def note_process_volume(self, where: str, item: Any) -> None:
+        parts = volume_parts(item)
+        if parts is None:
+            self.note(where, f"{volume_text(item)}: not mounted (an anonymous volume)")
+            return
+        source, target, read_only = parts
+        what = "its host directory" if is_bind(source) else f"RUN_DIR/volumes/{source}"
+        self.note(where, f"{volume_text(item)}: {target} is {what} for the local process (in "
+                  "environment values; a path the program itself names is not rewritten)"
+                  + ("; read-only is not enforced" if read_only else ""))  # fmt: skip
 
     def published_port(self, body: Mapping[str, Any], container: int | None) -> int | None:
         """The host port the file publishes the service's main (container) port on."""
@@ -462,3 +502,11 @@ class Translator:
                               "restart does not restart this service")  # fmt: skip
             return out
         self.fail(f"{key}.depends_on", "depends_on must be a list or a mapping")
+
+
+def _map_paths(value: str, paths: list[tuple[str, str]]) -> str:
+    """A container path in a value (``/app/data``, ``/app/data/x.db``) -> the local one."""
+    for target, local in paths:
+        pattern = re.compile(rf"(?<![\w./-]){re.escape(target)}(?=$|[/\s:;,\"'])")
+        value = pattern.sub(local.replace("\\", "\\\\"), value)  # (a \ is literal)
+    return value

@@ -153,3 +153,24 @@ def unread_server_args(command: Any) -> list[str]:
         left.append(args[i])
         i += 1
     return left
+
+
+def volume_parts(item: Any) -> tuple[str, str, bool] | None:
+    """(source, container target, read-only) of a ``volumes`` entry; None for an anonymous
+    volume (a target only) or one that cannot be read."""
+    if isinstance(item, dict):
+        source, target = str(item.get("source") or ""), str(item.get("target") or "")
+        read_only = bool(item.get("read_only"))
+    else:
+        parts = str(item).split(":")
+        if len(parts) < 2:
+            return None
+        source, target = parts[0], parts[1]
+        read_only = len(parts) > 2 and "ro" in parts[2].split(",")
+    if not source or not target.startswith("/"):
+        return None
+    return source, target.rstrip("/") or "/", read_only
+
+
+def is_bind(source: str) -> bool:
+    return source.startswith((".", "/", "~"))
