@@ -122,3 +122,50 @@ def test_named_volumes_outlive_a_run_and_down_v_removes_them(tmp_path: Path) -> 
     removed = run_stacktest("down", "-v", cwd=tmp_path)
     assert "removed volumes: state" in removed.stdout
     assert not (tmp_path / ".stacktest" / "volumes").exists()
+
+
+def test_a_rails_style_file_with_a_migration_job_and_env_file_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("DB_PASSWORD", "DB_PORT", "WEB_PORT", "RAILS_ENV"):
+        monkeypatch.delenv(var, raising=False)
+    project = copy("rails", tmp_path)
+    spec = load_stack(project / "docker-compose.yml")
+    web = spec.services["web"]
+    assert web.env["SECRET_KEY_BASE"] == "dev-only-development"  # an earlier key of the file
+    assert web.env["DATABASE_URL"] == "postgres://rails:{db.password}@{db.host}:{db.port}/rails_dev"
+    notes = "\n".join(spec.warnings)
+    assert 'cache.command: arguments not passed to the server: --save ' in notes
+    assert "web.stdin_open: ignored" in notes and "version: obsolete" in notes
+    with Stack(spec) as stack:
+        assert stack["migrate"].pids  # it ran, and web waited for it to complete
+        with psycopg.connect("postgresql://rails:rails-pw@127.0.0.1:25432/rails_dev") as conn:
+            assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [("20261201",)]
+        with urllib.request.urlopen("http://127.0.0.1:13000/", timeout=10) as response:
+            assert response.status == 200
+        run_dir = stack.run_dir.path
+    assert eventually(lambda: nothing_left(run_dir), timeout=10)
+
+
+def test_replicated_workers_with_healthchecks_and_resource_limits(tmp_path: Path) -> None:
+    project = copy("workers", tmp_path)
+    spec = load_stack(project / "compose.yaml")
+    worker = spec.services["worker"]
+    assert worker.replicas == 3 and worker.restart == "always" and worker.port is None
+    assert worker.start_timeout == 5 * (1 + 30)  # retries x (interval + the default timeout)
+    notes = "\n".join(spec.warnings)
+    assert "worker.deploy.resources: ignored" in notes
+    assert "nats.ports: 28222:8222: not published (only the service's main port" in notes
+    assert "nats.command: arguments not passed to the server: -sd /data -m 8222" in notes
+    with Stack(spec) as stack:
+        names = [r["name"] for r in stack.status() if r["service"] == "worker"]
+        assert names == ["worker.1", "worker.2", "worker.3"]
+        for name in names:
+            assert f"worker {name} up" in (stack.run_dir.path / "logs" / f"{name}.log").read_text()
+
+        async def published() -> bool:
+            nc = await nats.connect("nats://127.0.0.1:24222")
+            await nc.close()
+            return True
+
+        assert asyncio.run(published())

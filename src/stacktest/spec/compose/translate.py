@@ -94,6 +94,8 @@ class Translator:
         for key in data:
             if key not in TOP_LEVEL and not str(key).startswith("x-"):
                 self.note(str(key), "not a Compose top-level key; ignored")
+        if "version" in data:
+            self.note("version", "obsolete: the Compose specification ignores it (so does this)")
         for key in ("networks", "volumes", "secrets", "configs"):
             if data.get(key):
                 self.note(key, IGNORED_TOP_LEVEL[key])
