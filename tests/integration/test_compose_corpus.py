@@ -44,8 +44,12 @@ def test_a_web_project_with_dotenv_override_anchors_and_healthchecks(
     assert web.env["LOG_LEVEL"] == "debug" and web.env["TZ"] == "UTC"  # override, anchor
     notes = "\n".join(spec.warnings)
     for said in ("volume pgdata:/var/lib/postgresql/data: not mounted", "redis.tmpfs: ignored",
-                 "postgres.healthcheck: not run for a built-in server", "a built-in server's data volume is not used"):
+                 "a built-in server's data volume is not used"):
         assert said in notes, notes
+    # the servers' own healthchecks run, as well as stacktest's protocol checks
+    postgres, cache = spec.services["postgres"], spec.services["redis"]
+    assert postgres.ready is not None and postgres.ready.argv == ("pg_isready -U ${{POSTGRES_USER}}",)
+    assert cache.ready is not None and cache.ready.argv == ("redis-cli", "-a", "redis-webapp", "ping")
     with Stack(spec) as stack:
         url = "postgresql://webapp:dev%20pass@127.0.0.1:15432/webapp"  # the .env's password
         with psycopg.connect(url) as conn:
@@ -169,3 +173,20 @@ def test_replicated_workers_with_healthchecks_and_resource_limits(tmp_path: Path
             return True
 
         assert asyncio.run(published())
+
+
+def test_a_servers_own_healthcheck_that_cannot_pass_fails_the_start(tmp_path: Path) -> None:
+    from stacktest.errors import ServiceStartTimeout
+
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  cache:\n    image: valkey/valkey:8\n    healthcheck:\n"
+        "      test: [CMD-SHELL, 'echo no such key; exit 3']\n"
+        "      interval: 1s\n      timeout: 1s\n      retries: 1\n"
+    )
+    spec = load_stack(tmp_path / "compose.yaml")
+    assert spec.services["cache"].start_timeout == 2
+    with pytest.raises(ServiceStartTimeout) as caught, Stack(spec):
+        pass
+    message = str(caught.value)
+    assert "then its own check 'echo no such key; exit 3'" in message
+    assert "its healthcheck exited 3: no such key" in message

@@ -13,7 +13,11 @@ at the same time, so "exited before ready" is reported the moment it happens.
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+import shutil
 import time
+from pathlib import Path
 
 from stacktest.engine import procs
 from stacktest.engine.instances import Journal, Running
@@ -105,6 +109,9 @@ class Launcher:
             remaining = deadline - time.monotonic()
             try:
                 ok = await asyncio.wait_for(run.provider.probe(instance), max(remaining, 0.001))
+                if ok and instance.ready is not None and not instance.spec.is_process:
+                    ok, said = await own_check(run)  # the server's own healthcheck as well
+                    last_error = said or last_error
             except (TimeoutError, OSError, StackError) as exc:
                 ok, last_error = False, f"{type(exc).__name__}: {exc}".strip()
             except Exception as exc:  # a client library's own error (psycopg ...)
@@ -139,16 +146,75 @@ class Launcher:
         self.journal.write_state()
 
 
+async def own_check(run: Running) -> tuple[bool, str | None]:
+    """A built-in server's own ready check (a compose healthcheck), run as the image would:
+    its clients on PATH and pointed at this server (``redis-cli`` gets ``-h``/``-p``), the
+    image's variables (``POSTGRES_USER``...) and the clients' (``PGHOST``...) set."""
+    instance = run.instance
+    check = instance.ready
+    assert check is not None
+    wrappers = _client_wrappers(run)
+    path = [str(wrappers), *map(str, run.provider.client_bin_dirs(instance)),
+            os.environ.get("PATH", "")]  # fmt: skip
+    env = {**os.environ, **run.provider.image_env(instance), **run.provider.client_env(instance),
+           **instance.env, "PATH": os.pathsep.join(path)}  # fmt: skip
+    argv = ["/bin/sh", "-c", check.argv[0]] if check.shell else list(check.argv)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), check.attempt_timeout)
+    except TimeoutError:
+        procs.signal_group(proc.pid, 9)
+        await proc.wait()
+        return False, f"its healthcheck {' '.join(argv[-1:])!r} took over {check.attempt_timeout}s"
+    if proc.returncode == 0:
+        return True, None
+    said = out.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    return False, f"its healthcheck exited {proc.returncode}: {said[0]}"
+
+
+def _client_wrappers(run: Running) -> Path:
+    """A directory of scripts that run the server's clients with the arguments that point
+    them at it (``valkey-cli -h 127.0.0.1 -p PORT``): a check written for a container, where
+    the server is on the client's default address, reaches this one."""
+    instance = run.instance
+    made = instance.scratch.get("client_wrappers")
+    if isinstance(made, str):
+        return Path(made)
+    directory = instance.run_dir / "clients" / instance.name  # (ports change with each run)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    instance.scratch["client_wrappers"] = str(directory)
+    search = os.pathsep.join(
+        [*map(str, run.provider.client_bin_dirs(instance)), os.environ.get("PATH", "")]
+    )
+    clients = run.provider.client_args(instance)
+    found = {program: shutil.which(program, path=search) for program in clients}
+    # the clients of one server are alike (redis-cli and valkey-cli): one found stands in
+    fallback = next((path for path in found.values() if path), None)
+    for program, args in clients.items():
+        real = found[program] or fallback
+        if real is None:
+            continue
+        script = directory / program
+        script.write_text(f'#!/bin/sh\nexec {shlex.quote(real)} {shlex.join(args)} "$@"\n')
+        script.chmod(0o700)
+    return directory
+
+
 def waited_for(instance: Instance) -> str:
     """What readiness meant for this instance, in words (for error messages)."""
     check = instance.ready
     if not instance.spec.is_process:
+        own = f", then its own check {' '.join(check.argv)!r}" if check is not None else ""
         return {
             "postgres": "a query (SELECT 1) on its unix socket",
             "valkey": "PING answered with PONG",
             "redis": "PING answered with PONG",
             "nats": "its monitoring endpoint /healthz to answer 200",
-        }.get(instance.spec.use, "its readiness check")
+        }.get(instance.spec.use, "its readiness check") + own
     if check is None:
         return "the process to start"
     if check.kind == "http":

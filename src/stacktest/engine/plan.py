@@ -126,11 +126,10 @@ def render_instance(instance: Instance, plan: Plan, base_dir: Path) -> None:
         return plan.fields_seen_by(spec.name, ref.service)[ref.field]
 
     instance.env = {key: render(value, resolve) for key, value in spec.env.items()}
-    if not spec.is_process:
-        return
-    instance.command = [render(arg, resolve) for arg in spec.command]
-    cwd = Path(render(spec.cwd, resolve)) if spec.cwd else base_dir
-    instance.cwd = cwd if cwd.is_absolute() else base_dir / cwd
+    if spec.is_process:
+        instance.command = [render(arg, resolve) for arg in spec.command]
+        cwd = Path(render(spec.cwd, resolve)) if spec.cwd else base_dir
+        instance.cwd = cwd if cwd.is_absolute() else base_dir / cwd
     if spec.ready is not None:
         ready = spec.ready
         instance.ready = ReadyCheck(

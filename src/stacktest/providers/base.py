@@ -117,5 +117,10 @@ class Provider(abc.ABC):
         """Directories put first on PATH by ``stacktest exec``."""
         return []
 
+    def image_env(self, instance: Instance) -> dict[str, str]:
+        """The variables the official image documents (``POSTGRES_USER``...), for a check
+        written for the image (a compose file's healthcheck)."""
+        return {}
+
     def doctor(self) -> list[BinaryReport]:
         return []

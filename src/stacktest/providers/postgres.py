@@ -367,6 +367,11 @@ class PostgresProvider(Provider):
             "DATABASE_URL": f"{f['url']}/{f['database']}",
         }
 
+    def image_env(self, instance: Instance) -> dict[str, str]:
+        f = instance.fields
+        return {"POSTGRES_USER": f["user"], "POSTGRES_PASSWORD": f["password"],
+                "POSTGRES_DB": f["database"]}  # fmt: skip
+
     def client_bin_dirs(self, instance: Instance) -> list[Path]:
         bin_dir = instance.scratch.get("bin_dir")  # set by prepare()
         return [Path(bin_dir)] if bin_dir else []

@@ -238,7 +238,7 @@ class _Parser:
         if kind == "process":
             allowed |= schema.PROCESS_KEYS
         else:
-            allowed |= set(schema.OPTIONS[kind])
+            allowed |= set(schema.OPTIONS[kind]) | {"ready"}
         for option in table:
             if option not in allowed:
                 if option in schema.PROCESS_KEYS and kind != "process":
@@ -288,6 +288,15 @@ class _Parser:
                 fields["ready"] = self.ready(f"{key}.ready", table["ready"])
         else:
             fields["options"] = self.options(key, kind, table)
+            if "ready" in table:  # a check of its own, run as well as the server's protocol check
+                ready = self.ready(f"{key}.ready", table["ready"])
+                if ready.kind != "command":
+                    self.fail(
+                        f"{key}.ready",
+                        f"a {kind} server's own ready check is a command (an image's healthcheck)",
+                        "write ready = { command = [...] }; the protocol check is built in",
+                    )
+                fields["ready"] = ready
 
         env = self.expect(f"{key}.env", table.get("env", {}), (dict,), "a table of strings")
         clean_env = {}

@@ -155,6 +155,13 @@ class Translator:
         self.note_unhonoured(key, body, builtin=image is not None and "command" not in ext)
         if image is not None and "command" not in ext:
             table = self.provider(key, image[0], body, env)
+            others = {8222: "{monitor_port}"} if image[0] == "nats" else None
+            health = self.healthcheck(key, body.get("healthcheck"), ports.get(name), others)
+            if health is not None and "ready" not in ext:
+                table["ready"] = health  # run as well as stacktest's own protocol check
+                timeout = health_deadline(key, body.get("healthcheck") or {}, self)
+                if timeout is not None and "start_timeout" not in ext:
+                    table["start_timeout"] = timeout
         else:
             table = {"env": self.rewrite_env(env, ports, own=ports.get(name))}
             paths = self.volume_paths(body)
@@ -260,9 +267,7 @@ class Translator:
             elif name == "command" and "command" in ext:
                 self.note(where, "not run: x-stacktest.command is what runs")
             elif name == "healthcheck":
-                if builtin:
-                    self.note(where, "not run for a built-in server: stacktest's own protocol "
-                              "check decides readiness")  # fmt: skip
+                pass  # run: for a built-in server as well as stacktest's protocol check
             elif name not in SERVICE_KEYS:
                 self.note(where, "not a Compose service key; ignored")
             else:
@@ -464,7 +469,9 @@ class Translator:
                     )
         return found
 
-    def healthcheck(self, key: str, check: Any, own: int | None) -> dict[str, Any] | None:
+    def healthcheck(
+        self, key: str, check: Any, own: int | None, others: Mapping[int, str] | None = None
+    ) -> dict[str, Any] | None:
         if not isinstance(check, dict) or check.get("disable"):
             return None
         test = check.get("test")
@@ -474,9 +481,10 @@ class Translator:
             return None
         kind = test[0]
         argv = [literal(str(a)) for a in test[1:]]
-        if own is not None:  # the container's own port is {port} here
-            mine = re.compile(rf"\b(localhost|127\.0\.0\.1|0\.0\.0\.0):{own}\b")
-            argv = [mine.sub("127.0.0.1:{port}", a) for a in argv]
+        ports = {**(others or {}), **({own: "{port}"} if own is not None else {})}
+        for container, local in ports.items():  # the container's ports are the local ones
+            mine = re.compile(rf"\b(localhost|127\.0\.0\.1|0\.0\.0\.0):{container}\b")
+            argv = [mine.sub(f"127.0.0.1:{local}", a) for a in argv]
         if kind == "CMD":
             ready: dict[str, Any] = {"command": argv}
         elif kind == "CMD-SHELL":
