@@ -260,8 +260,8 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
             entry["port"] = s.port
         if s.is_process:
             entry.update(command=list(s.command), shell=s.shell, cwd=s.cwd, replicas=s.replicas)
-            if s.ready:
-                entry["ready"] = {k: v for k, v in vars(s.ready).items() if v not in ("", (), None)}
+        if s.ready:  # (a built-in server's own check, run after its protocol check)
+            entry["ready"] = {k: v for k, v in vars(s.ready).items() if v not in ("", (), None)}
         options = dict(s.options)
         if options.get("password"):
             options["password"] = "****"
