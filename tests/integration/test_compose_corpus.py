@@ -49,7 +49,7 @@ def test_a_web_project_with_dotenv_override_anchors_and_healthchecks(
     # the servers' own healthchecks run, as well as stacktest's protocol checks
     postgres, cache = spec.services["postgres"], spec.services["redis"]
     assert postgres.ready is not None and postgres.ready.argv == ("pg_isready -U ${{POSTGRES_USER}}",)
-    assert cache.ready is not None and cache.ready.argv == ("redis-cli", "-a", "redis-webapp", "ping")
+    assert cache.ready is not None and cache.ready.argv == ("redis-cli", "-a", "{redis.password}", "ping")
     with Stack(spec) as stack:
         url = "postgresql://webapp:dev%20pass@127.0.0.1:15432/webapp"  # the .env's password
         with psycopg.connect(url) as conn:

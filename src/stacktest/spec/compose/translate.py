@@ -228,6 +228,14 @@ class Translator:
                     whole = value == escaped
                     value = ref if whole else value.replace(f":{escaped}@", f":{ref}@")
                 env[var] = value
+            ready = table.get("ready")
+            command = ready.get("command") if isinstance(ready, dict) else None
+            if isinstance(command, list):  # a healthcheck's `-a PASSWORD`, as a reference
+                by_literal = {literal(secret): server for secret, server in secrets.items()}
+                ready["command"] = [
+                    f"{{{by_literal[arg]}.password}}" if arg in by_literal else arg
+                    for arg in command
+                ]
 
     def note_unhonoured(self, key: str, body: Mapping[str, Any], *, builtin: bool) -> None:
         """Say what of a service is not honoured as written, key by key."""
