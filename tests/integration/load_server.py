@@ -2,7 +2,9 @@
 
 ``POST /stall?ms=1000`` freezes every request for that long (the wrk2 demonstration):
 requests that arrive during the stall, and those in progress, wait it out.
-``GET /fast`` answers at once. Run: ``python load_server.py PORT [SERVICE_MS]``.
+``GET /fast`` answers at once. ``GET /stats`` answers the median time the server itself spent
+on the slow requests since the last ``/stats`` (milliseconds, its own clock), so a test can
+compare a client's measurement with what really happened on this machine. Run: ``python load_server.py PORT [SERVICE_MS]``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import parse_qs, urlparse
 SERVICE_MS = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
 stall_until = 0.0
 lock = threading.Lock()
+handled_ms: list[float] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -36,10 +39,20 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/fast":
             self._reply(200)
             return
+        if url.path == "/stats":
+            with lock:
+                taken = sorted(handled_ms)
+                handled_ms.clear()
+            median = taken[len(taken) // 2] if taken else 0.0
+            self._reply(200, f"{median:.3f}".encode())
+            return
+        started = time.perf_counter()
         wait = stall_until - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         time.sleep(SERVICE_MS / 1000)
+        with lock:
+            handled_ms.append((time.perf_counter() - started) * 1000)
         self._reply(200)
 
     def do_POST(self) -> None:

@@ -54,11 +54,17 @@ def stall_later(api: str, after: float, ms: int = 1000) -> threading.Thread:
 
 
 def test_p50_matches_the_known_service_time(api: str) -> None:
+    httpx.get(f"{api}/stats", timeout=5)  # forget earlier tests' requests
     result = LoadTest(sleep_10ms, api, [Phase("steady", "3s", 50)]).run()
     assert result.phases["steady"]["offered"] == 150
     assert result.phases["steady"]["completed"] == 150
     service, latency = result.service_time("sleep"), result.latency("sleep")
-    assert abs(service["p50"] - 10) <= 1, service
+    # The server asks for 10 ms; a loaded machine's sleep overshoots it (11 ms seen on a
+    # 2-core CI machine), so the measurement is compared with the time the server itself
+    # spent, by its own clock, in the same run: what the client adds is loopback and parsing.
+    server_p50 = float(httpx.get(f"{api}/stats", timeout=5).text)
+    assert server_p50 >= 10, server_p50
+    assert 0 <= service["p50"] - server_p50 <= 1, (service, server_p50)
     # Nothing queues at 50/s: the corrected latency is the service time of the same run
     # (compared with it, not with the nominal 10 ms, which a loaded machine's timers miss).
     assert latency["p50"] >= service["p50"] - 0.05, (latency, service)
