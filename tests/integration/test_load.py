@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -53,6 +55,25 @@ def stall_later(api: str, after: float, ms: int = 1000) -> threading.Thread:
     return thread
 
 
+def direct_overhead_ms(api: str, requests: int = 40) -> float:
+    """The peer, measured in the same run: a plain keep-alive client (the standard
+    library's) asks ``/sleep`` one request at a time; what it sees beyond the server's own
+    clock is what loopback, the server's request handling and parsing cost right now."""
+    url = urlparse(api)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+    seen = []
+    try:
+        for _ in range(requests):
+            started = time.perf_counter()
+            connection.request("GET", "/sleep")
+            connection.getresponse().read()
+            seen.append((time.perf_counter() - started) * 1000)
+    finally:
+        connection.close()
+    server_p50 = float(httpx.get(f"{api}/stats", timeout=5).text)
+    return sorted(seen)[len(seen) // 2] - server_p50
+
+
 def test_p50_matches_the_known_service_time(api: str) -> None:
     httpx.get(f"{api}/stats", timeout=5)  # forget earlier tests' requests
     result = LoadTest(sleep_10ms, api, [Phase("steady", "3s", 50)]).run()
@@ -61,10 +82,16 @@ def test_p50_matches_the_known_service_time(api: str) -> None:
     service, latency = result.service_time("sleep"), result.latency("sleep")
     # The server asks for 10 ms; a loaded machine's sleep overshoots it (11 ms seen on a
     # 2-core CI machine), so the measurement is compared with the time the server itself
-    # spent, by its own clock, in the same run: what the client adds is loopback and parsing.
+    # spent, by its own clock, in the same run.
     server_p50 = float(httpx.get(f"{api}/stats", timeout=5).text)
     assert server_p50 >= 10, server_p50
-    assert 0 <= service["p50"] - server_p50 <= 1, (service, server_p50)
+    added = service["p50"] - server_p50
+    # What the load tool adds beyond that is what a direct client adds on this machine at
+    # this moment (0.8 to 1 ms for both on a 2-core machine, idle or busy: the server's own
+    # request handling is most of it), plus at most half a millisecond of its own (the
+    # event loop, the schedule, the recorder).
+    peer = direct_overhead_ms(api)
+    assert 0 <= added <= max(peer, 0) + 0.5, (service, server_p50, peer)
     # Nothing queues at 50/s: the corrected latency is the service time of the same run
     # (compared with it, not with the nominal 10 ms, which a loaded machine's timers miss).
     assert latency["p50"] >= service["p50"] - 0.05, (latency, service)

@@ -144,6 +144,84 @@ def test_include(tmp_path: Path) -> None:
         load_stack(tmp_path / "twice.yaml")
 
 
+def test_an_included_file_is_a_project_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its relative paths mean what they mean in its directory (or its project_directory),
+    and its own .env (or the entry's env_file) gives defaults under the including
+    project's variables, as in Compose."""
+    write(tmp_path / "infra" / ".env", "DB_USER=infra\nDB_NAME=infra_db\n")
+    write(tmp_path / "infra" / "db.env", "TZ=UTC\n")
+    write(
+        tmp_path / "infra" / "compose.yaml",
+        """
+        services:
+          db:
+            image: postgres
+            environment: { POSTGRES_USER: "${DB_USER}", POSTGRES_DB: "${DB_NAME}" }
+          tool:
+            build: ./tool
+            env_file: ./db.env
+            x-stacktest: { command: [x] }
+        """,
+    )
+    write(tmp_path / ".env", "DB_NAME=from_main\n")
+    write(
+        tmp_path / "compose.yaml",
+        """
+        include:
+          - infra/compose.yaml
+        services:
+          api:
+            build: .
+            depends_on: [db]
+            x-stacktest: { command: [x] }
+        """,
+    )
+    spec = load_stack(tmp_path / "compose.yaml")
+    db, tool = spec.services["db"], spec.services["tool"]
+    # the including project's variables win; the included project's .env fills the rest
+    assert db.options["databases"] == ["from_main"] and db.options["user"] == "infra"
+    assert tool.cwd == "infra/tool" and tool.env == {"TZ": "UTC"}
+    assert tmp_path / "infra" / ".env" in spec.inputs  # in the digest
+    monkeypatch.setenv("DB_USER", "shell")
+    assert load_stack(tmp_path / "compose.yaml").services["db"].options["user"] == "shell"
+
+
+def test_include_entry_with_project_directory_and_env_file(tmp_path: Path) -> None:
+    write(tmp_path / "envs" / "ci.env", "DB_NAME=ci\n")
+    write(tmp_path / "shared" / "tool" / "x.env", "A=1\n")
+    write(
+        tmp_path / "defs" / "infra.yaml",
+        """
+        services:
+          db:
+            image: postgres
+            environment: { POSTGRES_DB: "${DB_NAME:-default}" }
+          tool:
+            build: ./tool
+            env_file: ./tool/x.env
+            x-stacktest: { command: [x] }
+        """,
+    )
+    write(
+        tmp_path / "compose.yaml",
+        """
+        include:
+          - path: defs/infra.yaml
+            project_directory: shared
+            env_file: envs/ci.env
+        """,
+    )
+    spec = load_stack(tmp_path / "compose.yaml")
+    assert spec.services["db"].options["databases"] == ["ci"]
+    assert spec.services["tool"].cwd == "shared/tool" and spec.services["tool"].env == {"A": "1"}
+    write(tmp_path / "bad.yaml", "include:\n  - path: defs/infra.yaml\n    env_file: nope.env\n")
+    with pytest.raises(ConfigError, match="no such env file") as info:
+        load_stack(tmp_path / "bad.yaml")
+    assert "nope.env" in str(info.value)
+
+
 PROFILED = """
 services:
   db:

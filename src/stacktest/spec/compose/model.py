@@ -89,21 +89,12 @@ def load_project(
 
     first = files[0]
     project_dir = first.parent
-    inputs: list[Path] = []
-    dotenv: dict[str, str] = {}
     shell = dict(os.environ)
-    for env_file in env_files or [project_dir / ".env"]:
-        if not env_file.is_file():
-            if env_files:
-                raise ConfigError("no such env file", file=env_file, hint="check --env-file")
-            continue
-        inputs.append(env_file)
-        try:
-            dotenv.update(read_dotenv(env_file, lambda name: shell.get(name, dotenv.get(name))))
-        except DotenvError as exc:
-            raise ConfigError(exc.problem, file=env_file, line=exc.line) from None
+    dotenv, inputs = read_env_files(
+        list(env_files) or [project_dir / ".env"], shell, required=bool(env_files)
+    )
     interpolator = Interpolator.over(shell, dotenv, strict=strict)
-    loader = _Loader(interpolator, inputs, yaml)
+    loader = _Loader(interpolator, {**dotenv, **shell}, yaml)
     merged: dict[str, Any] = {}
     for path in files:
         merged = merge_documents(merged, loader.read(path))
@@ -119,10 +110,11 @@ def load_project(
             if wanted and not (active & {str(p) for p in wanted}) and "*" not in active:
                 left_out.add(str(name))
                 del services[name]
+    unset = dict.fromkeys(name for interp in loader.interpolators for name in interp.unset)
     warnings = [
         f"variable {name} is not set: it is an empty string (as Compose does); set it in the "
         f"environment or in {project_dir / '.env'}, or write ${{{name}:-default}}"
-        for name in interpolator.unset
+        for name in unset
     ]
     return Project(
         document=merged,
@@ -135,39 +127,70 @@ def load_project(
     )
 
 
+def read_env_files(
+    files: Sequence[Path], lookup: Mapping[str, str], *, required: bool
+) -> tuple[dict[str, str], list[Path]]:
+    """The variables of ``.env``-style files read in order (a later file's value wins; a
+    value may refer to ``lookup``, the shell, and to earlier keys), and the files read.
+    A missing file is skipped, or an error when ``required`` (named by the user)."""
+    values: dict[str, str] = {}
+    read: list[Path] = []
+    for env_file in files:
+        if not env_file.is_file():
+            if required:
+                raise ConfigError(
+                    "no such env file", file=env_file, hint="check --env-file or include's env_file"
+                )
+            continue
+        read.append(env_file)
+        try:
+            values.update(read_dotenv(env_file, lambda name: lookup.get(name, values.get(name))))
+        except DotenvError as exc:
+            raise ConfigError(exc.problem, file=env_file, line=exc.line) from None
+    return values, read
+
+
 class _Loader:
-    def __init__(self, interpolator: Interpolator, inputs: list[Path], yaml: Any) -> None:
+    def __init__(self, interpolator: Interpolator, variables: dict[str, str], yaml: Any) -> None:
         self.interpolator = interpolator
+        #: The project's variables (the shell over its .env): an included project's env
+        #: file only gives defaults under them, as in Compose.
+        self.variables = variables
+        #: Every interpolator used (the project's and each included project's), for warnings.
+        self.interpolators = [interpolator]
         self.read_files: list[Path] = []
         self.yaml = yaml
-        self._cache: dict[Path, dict[str, Any]] = {}
+        self._cache: dict[tuple[Path, int], dict[str, Any]] = {}
         self._lines: list[str] = []
         self._stack: list[Path] = []
 
-    def read(self, path: Path) -> dict[str, Any]:
+    def read(self, path: Path, interpolator: Interpolator | None = None) -> dict[str, Any]:
         """One file: parsed, interpolated, its ``include`` and ``extends`` resolved."""
         path = path.absolute()
+        interpolator = interpolator or self.interpolator
         if path in self._stack:
             chain = " -> ".join(str(p) for p in [*self._stack, path])
             raise ConfigError(f"files include or extend each other in a cycle: {chain}", file=path)
-        if path in self._cache:
-            return copy.deepcopy(self._cache[path])
+        key = (path, id(interpolator))  # interpolators live as long as the loader
+        if key in self._cache:
+            return copy.deepcopy(self._cache[key])
         if not path.is_file():
             raise ConfigError(
                 "no such file", file=path, hint="check the path (-f, include, extends)"
             )
         self._stack.append(path)
         try:
-            document = self._parse(path)
+            document = self._parse(path, interpolator)
             document = self._include(path, document)
-            self._extends(path, document)
+            self._extends(path, document, interpolator)
         finally:
             self._stack.pop()
-        self._cache[path] = document
-        self.read_files.append(path)
+        self._cache[key] = document
+        if path not in self.read_files:
+            self.read_files.append(path)
         return copy.deepcopy(document)
 
-    def _parse(self, path: Path) -> dict[str, Any]:
+    def _parse(self, path: Path, interpolator: Interpolator) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         self._lines = text.splitlines()
         try:
@@ -180,24 +203,33 @@ class _Loader:
             data = {}
         if not isinstance(data, dict):
             raise ConfigError("a compose file is a mapping (services: ...)", file=path)
-        return {k: self._interpolate(path, str(k), v) for k, v in data.items()}
+        return {k: self._interpolate(path, str(k), v, interpolator) for k, v in data.items()}
 
-    def _interpolate(self, path: Path, key: str, value: Any) -> Any:
+    def _interpolate(self, path: Path, key: str, value: Any, interpolator: Interpolator) -> Any:
         if isinstance(value, str):
             try:
-                return self.interpolator.expand(value)
+                return interpolator.expand(value)
             except InterpolationError as exc:
                 raise ConfigError(
                     str(exc), file=path, key=key, line=line_of(self._lines, key),
                     hint="escape a literal $ as $$; set the variable in the environment or .env",
                 ) from None  # fmt: skip
         if isinstance(value, dict):
-            return {k: self._interpolate(path, f"{key}.{k}", v) for k, v in value.items()}
+            return {
+                k: self._interpolate(path, f"{key}.{k}", v, interpolator) for k, v in value.items()
+            }
         if isinstance(value, list):
-            return [self._interpolate(path, f"{key}[{i}]", v) for i, v in enumerate(value)]
+            return [
+                self._interpolate(path, f"{key}[{i}]", v, interpolator)
+                for i, v in enumerate(value)
+            ]
         return value
 
     def _include(self, path: Path, document: dict[str, Any]) -> dict[str, Any]:
+        """Each ``include`` entry is a project of its own, as in Compose: its relative paths
+        mean what they mean from its ``project_directory`` (default: the included file's
+        directory), and its ``env_file`` (default: that directory's ``.env``) gives default
+        values under the including project's variables."""
         entries = document.pop("include", None)
         if entries is None:
             return document
@@ -205,16 +237,30 @@ class _Loader:
             entries = [entries]
         combined: dict[str, Any] = {}
         for i, entry in enumerate(entries):
-            paths = entry.get("path") if isinstance(entry, dict) else entry
-            for included in paths if isinstance(paths, list) else [paths]:
-                if not isinstance(included, str):
-                    raise ConfigError(f"include[{i}]: expected a path", file=path, key="include")
-                other = self.read(path.parent / included)
+            key = f"include[{i}]"
+            if not isinstance(entry, (str, dict)):
+                raise ConfigError(f"{key}: expected a path or {{path, project_directory, "
+                                  "env_file}", file=path, key="include")  # fmt: skip
+            spec = entry if isinstance(entry, dict) else {"path": entry}
+            paths = spec.get("path")
+            paths = paths if isinstance(paths, list) else [paths]
+            if not paths or not all(isinstance(p, str) and p for p in paths):
+                raise ConfigError(f"{key}: expected a path", file=path, key="include",
+                                  hint="include: [other/compose.yaml]")  # fmt: skip
+            first = path.parent / paths[0]
+            project_dir = first.parent
+            if spec.get("project_directory") is not None:
+                project_dir = path.parent / str(spec["project_directory"])
+            interpolator = self._project_interpolator(path, key, spec, project_dir)
+            for included in paths:
+                other = self.read(path.parent / included, interpolator)
+                for body in (other.get("services") or {}).values():
+                    _rebase_paths(body, project_dir.absolute(), path.parent.absolute())
                 clash = set(other.get("services") or {}) & set(combined.get("services") or {})
                 clash |= set(other.get("services") or {}) & set(document.get("services") or {})
                 if clash:
                     raise ConfigError(
-                        f"include[{i}] {included}: services {', '.join(sorted(clash))} are "
+                        f"{key} {included}: services {', '.join(sorted(clash))} are "
                         "defined twice (Compose refuses this too)",
                         file=path, key="include",
                         hint="rename one, or use extends to build on an included service",
@@ -222,17 +268,39 @@ class _Loader:
                 combined = merge_documents(combined, other)
         return merge_documents(combined, document)
 
-    def _extends(self, path: Path, document: dict[str, Any]) -> None:
+    def _project_interpolator(
+        self, path: Path, key: str, spec: Mapping[str, Any], project_dir: Path
+    ) -> Interpolator:
+        named = spec.get("env_file")
+        if named is None:
+            files, required = [project_dir / ".env"], False
+        else:
+            names = named if isinstance(named, list) else [named]
+            if not all(isinstance(n, str) for n in names):
+                raise ConfigError(f"{key}.env_file: expected a path or a list of paths",
+                                  file=path, key=f"{key}.env_file")  # fmt: skip
+            files, required = [path.parent / n for n in names], True
+        defaults, read = read_env_files(files, self.variables, required=required)
+        if not read:
+            return self.interpolator
+        self.read_files.extend(p for p in read if p not in self.read_files)
+        interpolator = Interpolator.over(
+            self.variables, defaults, strict=self.interpolator.strict
+        )
+        self.interpolators.append(interpolator)
+        return interpolator
+
+    def _extends(self, path: Path, document: dict[str, Any], interpolator: Interpolator) -> None:
         services = document.get("services")
         if not isinstance(services, dict):
             return
         done: dict[str, Any] = {}
         for name in list(services):
-            services[name] = self._resolve(path, services, str(name), done, [])
+            services[name] = self._resolve(path, services, str(name), done, [], interpolator)
 
     def _resolve(
         self, path: Path, services: dict[str, Any], name: str, done: dict[str, Any],
-        chain: list[str],
+        chain: list[str], interpolator: Interpolator,
     ) -> Any:  # fmt: skip
         if name in done:
             return done[name]
@@ -251,7 +319,7 @@ class _Loader:
                               hint="extends: { service: NAME, file: OTHER.yml }")  # fmt: skip
         if ext.get("file"):
             other_path = path.parent / str(ext["file"])
-            other = self.read(other_path).get("services") or {}
+            other = self.read(other_path, interpolator).get("services") or {}
             if ext["service"] not in other:
                 raise ConfigError(
                     f"extends: no service {ext['service']!r} in {other_path}", file=path, key=key
@@ -265,7 +333,7 @@ class _Loader:
                     hint=f"services: {', '.join(map(str, services))}",
                 )  # fmt: skip
             base = copy.deepcopy(
-                self._resolve(path, services, ext["service"], done, [*chain, name])
+                self._resolve(path, services, ext["service"], done, [*chain, name], interpolator)
             )
         merged = merge_service(base if isinstance(base, dict) else {}, body)
         done[name] = merged
