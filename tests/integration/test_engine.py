@@ -235,6 +235,43 @@ def test_restart_keeps_postgres_data(write_stack: Write) -> None:
             assert conn.execute("SELECT v FROM kept").fetchone() == ("survives",)
 
 
+def test_restart_of_a_dependency_restarts_who_asked_for_it(write_stack: Write) -> None:
+    """Compose's depends_on.NAME.restart: a restart or reset of the server restarts the
+    services that asked for it, after it; the others keep running."""
+    path = write_stack(
+        f"""
+        [services.cache]
+        use = "valkey"
+
+        [services.worker]
+        {HTTP_SERVER}
+        ready = {{ tcp = true }}
+        depends_on = {{ cache = {{ condition = "healthy", restart = true }} }}
+
+        [services.relay]
+        {HTTP_SERVER}
+        ready = {{ tcp = true }}
+        depends_on = {{ worker = {{ condition = "started", restart = true }} }}
+
+        [services.bystander]
+        {HTTP_SERVER}
+        ready = {{ tcp = true }}
+        depends_on = ["cache"]
+        """
+    )
+    with Stack.from_file(path) as stack:
+        before = {name: stack[name].pids[0] for name in stack.services}
+        stack.restart("cache")
+        after = {name: stack[name].pids[0] for name in stack.services}
+        assert {n for n in before if before[n] != after[n]} == {"cache", "worker", "relay"}
+        assert {row["service"]: row["state"] for row in stack.status()} == {
+            "cache": "ready", "worker": "ready", "relay": "ready", "bystander": "ready",
+        }  # fmt: skip
+        stack.reset("cache")
+        again = {name: stack[name].pids[0] for name in stack.services}
+        assert {n for n in after if after[n] != again[n]} == {"cache", "worker", "relay"}
+
+
 def test_on_failure_restarts_a_crashed_process(write_stack: Write) -> None:
     path = write_stack(
         f"""

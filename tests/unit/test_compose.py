@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from stacktest.engine import graph
 from stacktest.errors import ConfigError
 from stacktest.spec.load import load_stack
 from stacktest.spec.model import Condition
@@ -46,7 +47,7 @@ services:
       RELEASE: $RELEASE
     env_file: [api.env, { path: missing.env, required: false }]
     depends_on:
-      db: { condition: service_healthy }
+      db: { condition: service_healthy, restart: true }
       migrate: { condition: service_completed_successfully }
     healthcheck:
       test: ["CMD", "curl", "-f", "http://localhost:8000/health"]
@@ -119,6 +120,8 @@ def test_own_services_become_processes_wired_to_the_local_servers(shop: Path) ->
     assert api.ready.attempt_timeout == 2.0
     conditions = {d.service: d.condition for d in api.depends_on}
     assert conditions == {"db": Condition.HEALTHY, "migrate": Condition.COMPLETED}
+    assert {d.service: d.restart for d in api.depends_on} == {"db": True, "migrate": False}
+    assert graph.restart_order(spec, "db") == ["api"]  # stacktest restart db restarts api too
     assert [(d.service, d.condition) for d in spec.services["migrate"].depends_on] == [
         ("db", Condition.STARTED)  # the short form is service_started; admin, skipped, is not
     ]

@@ -102,6 +102,35 @@ async def stop_graph(
     await asyncio.gather(*(stop_service(name) for name in instances.by_service))
 
 
+def restart_order(spec: StackSpec, service: str) -> list[str]:
+    """The services to restart after ``service`` was restarted: each that depends on it
+    with ``restart = true``, then theirs, and so on; each once, a service after the
+    ones it depends on."""
+    chosen: set[str] = set()
+    frontier = [service]
+    while frontier:
+        current = frontier.pop()
+        for name, other in spec.services.items():
+            wanted = any(d.service == current and d.restart for d in other.depends_on)
+            if wanted and name not in chosen and name != service:
+                chosen.add(name)
+                frontier.append(name)
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        for dep in spec.services[name].depends_on:
+            if dep.service in chosen:
+                visit(dep.service)
+        ordered.append(name)
+
+    for name in spec.services:
+        if name in chosen:
+            visit(name)
+    return ordered
+
+
 def root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error that caused a failed start, not the knock-on DependencyFailed ones."""
     leaves: list[BaseException] = []

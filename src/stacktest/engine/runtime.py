@@ -235,20 +235,31 @@ class AsyncStack:
 
     # -- operations on services ---------------------------------------------------------
     async def restart(self, service: str) -> None:
-        """Stop and start a service's instances, keeping their data and ports."""
+        """Stop and start a service's instances, keeping their data and ports; then the
+        services that depend on it with ``restart = true`` (Compose's rule)."""
         self.check("restart")
         runs = self.instances(service)
         await asyncio.gather(*(self._supervisor.restart(run) for run in runs))
+        await self._restart_dependents(service)
 
     async def reset(self, service: str) -> None:
         """Restart a service's instances with fresh state: their data is thrown away.
 
         Ports, passwords and URLs stay the same, so clients need nothing new. For
-        Postgres the new data directory is a ready copy of the initialised one.
+        Postgres the new data directory is a ready copy of the initialised one. The
+        services that depend on it with ``restart = true`` are restarted after it.
         """
         self.check("reset")
         runs = self.instances(service)
         await asyncio.gather(*(self._supervisor.restart(run, fresh=True) for run in runs))
+        await self._restart_dependents(service)
+
+    async def _restart_dependents(self, service: str) -> None:
+        """Each service with ``depends_on.SERVICE.restart = true``, once, in start order
+        (one that depends on another restarted here goes after it)."""
+        for name in graph.restart_order(self.spec, service):
+            runs = self.instances(name)
+            await asyncio.gather(*(self._supervisor.restart(run) for run in runs))
 
     async def kill(self, service: str, sig: int = signal.SIGKILL) -> None:
         """Send ``sig`` (SIGKILL) to each instance's process group; it stays down until

@@ -50,6 +50,9 @@ class Dependency:
     condition: Condition
     #: Route this edge through a fault proxy: True / False, or None for the stack's default.
     proxy: bool | None = None
+    #: Restart this service after the dependency is restarted or reset (Compose's
+    #: ``depends_on.NAME.restart``): what it holds (connections, subscriptions) is new.
+    restart: bool = False
 
 
 def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

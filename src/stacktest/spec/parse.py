@@ -439,7 +439,7 @@ class _Parser:
             items = self.expect(dkey, value, (dict, list), "a list of services or a table")
         deps = []
         for dep, raw in items.items():
-            cond, proxy = raw, None
+            cond, proxy, restart = raw, None, False
             if dep not in kinds:
                 close = difflib.get_close_matches(dep, list(kinds), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"services: {', '.join(kinds)}"
@@ -448,11 +448,17 @@ class _Parser:
                 self.fail(f"{dkey}.{dep}", "a service cannot depend on itself")
             if isinstance(cond, dict):  # Compose style { condition = "service_healthy" }
                 for option in cond:
-                    if option not in ("condition", "proxy"):
-                        self.unknown_key(f"{dkey}.{dep}", option, {"condition", "proxy"})
+                    if option not in ("condition", "proxy", "restart"):
+                        self.unknown_key(
+                            f"{dkey}.{dep}", option, {"condition", "proxy", "restart"}
+                        )
                 if "proxy" in cond:
                     proxy = self.expect(
                         f"{dkey}.{dep}.proxy", cond["proxy"], (bool,), "true or false"
+                    )
+                if "restart" in cond:
+                    restart = self.expect(
+                        f"{dkey}.{dep}.restart", cond["restart"], (bool,), "true or false"
                     )
                 cond = cond.get("condition")
             if cond is None:
@@ -469,7 +475,7 @@ class _Parser:
                         "use 'started', 'healthy' or 'completed'",
                     )
             dependency = self.dependency(f"{dkey}.{dep}", dep, condition, kinds, healthful)
-            deps.append(Dependency(dependency.service, dependency.condition, proxy))
+            deps.append(Dependency(dependency.service, dependency.condition, proxy, restart))
         return tuple(deps)
 
     def dependency(

@@ -511,13 +511,13 @@ class Translator:
             out = {}
             for name, spec in value.items():
                 condition = (spec or {}).get("condition") if isinstance(spec, dict) else spec
-                out[str(name)] = condition or "service_started"
+                entry: Any = condition or "service_started"
+                if isinstance(spec, dict) and spec.get("restart") is not None:
+                    entry = {"condition": entry, "restart": spec["restart"]}
+                out[str(name)] = entry
                 missing = str(name) not in self.project.document.get("services", {})
                 if isinstance(spec, dict) and spec.get("required") is False and missing:
                     del out[str(name)]  # an optional dependency that is not there
-                if isinstance(spec, dict) and spec.get("restart"):
-                    self.note(f"{key}.depends_on.{name}.restart", "not honoured: a dependency's "
-                              "restart does not restart this service")  # fmt: skip
             return out
         self.fail(f"{key}.depends_on", "depends_on must be a list or a mapping")
 
