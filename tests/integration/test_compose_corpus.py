@@ -43,7 +43,8 @@ def test_a_web_project_with_dotenv_override_anchors_and_healthchecks(
     web = spec.services["web"]
     assert web.env["LOG_LEVEL"] == "debug" and web.env["TZ"] == "UTC"  # override, anchor
     notes = "\n".join(spec.warnings)
-    for said in ("volume pgdata:/var/lib/postgresql/data: not mounted", "redis.tmpfs: ignored",
+    for said in ("volume pgdata:/var/lib/postgresql/data: not mounted", "redis.tmpfs: /data: not mounted",
+                 "web.tmpfs: /var/cache/web is RUN_DIR/tmpfs/web-var_cache_web",
                  "a built-in server's data volume is not used"):
         assert said in notes, notes
     # the servers' own healthchecks run, as well as stacktest's protocol checks
@@ -57,10 +58,16 @@ def test_a_web_project_with_dotenv_override_anchors_and_healthchecks(
         cache = redis.Redis(host="127.0.0.1", port=16379, password="redis-webapp")
         assert cache.ping() and cache.config_get("appendonly")["appendonly"] == "yes"
         cache.close()
-        with urllib.request.urlopen("http://127.0.0.1:18080/", timeout=10) as response:
-            assert response.status == 200
+        # the tmpfs is a directory of the run, empty at start: the web service serves it
+        with urllib.request.urlopen("http://127.0.0.1:18080/probe.txt", timeout=10) as response:
+            assert response.status == 200 and response.read() == b"ok\n"
+        tmpfs = stack.run_dir.path / "tmpfs" / "web-var_cache_web"
+        assert [p.name for p in tmpfs.iterdir()] == ["probe.txt"]
+        (tmpfs / "left-behind.txt").write_text("gone next run")
         run_dir = stack.run_dir.path
     assert eventually(lambda: nothing_left(run_dir), timeout=10)
+    with Stack(load_stack(project / "stack.toml")):  # the next run's tmpfs starts empty
+        assert [p.name for p in tmpfs.iterdir()] == ["probe.txt"]
 
 
 def test_a_platform_repo_with_include_extends_profiles_and_env_file_chains(
@@ -94,6 +101,42 @@ def test_a_platform_repo_with_include_extends_profiles_and_env_file_chains(
     # with its profile active, the admin UI is in, and said to have no local equivalent
     with pytest.raises(ConfigError, match=r"services\.admin: image 'dpage/pgadmin4' has no local"):
         load_stack(project / "compose.yaml", profiles=["tools"])
+
+
+def test_a_monorepo_with_an_included_infra_project_and_every_healthcheck_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("API_PORT", "FALLBACK_PORT", "ORDERS_PW", "ORDERS_DB", "FLAGS", "UNSET_FLAGS"):
+        monkeypatch.delenv(var, raising=False)
+    project = copy("shopfront", tmp_path)
+    spec = load_stack(project / "compose.yaml")
+    api, db = spec.services["api"], spec.services["orders-db"]
+    # the including project's .env wins over the included project's env file; that file
+    # fills in what the project does not set (ORDERS_DB)
+    assert db.options["password"] == "ci-orders-pw" and db.options["databases"] == ["orders"]
+    assert db.ready is not None and db.ready.argv == ("pg_isready", "-U", "orders", "-d", "orders")
+    assert api.port == 18500  # ${API_PORT:-${FALLBACK_PORT:-18500}}
+    assert api.env["FEATURE_ARGS"] == "--flags=beta" and api.env["NO_FLAGS"] == ""  # :+
+    assert api.ready is not None and api.ready.shell  # a string test is CMD-SHELL
+    assert {d.service: d.restart for d in api.depends_on} == {"orders-db": True, "cache": False}
+    assert spec.services["notifier"].ready is None  # test: [NONE]
+    assert spec.services["metrics-agent"].ready is None  # disable: true
+    notes = "\n".join(spec.warnings)
+    assert "api.ports: 18600-18601:9000-9001: not published" in notes
+    with Stack(spec) as stack:
+        # init scripts found in the included project's directory ran
+        with psycopg.connect(stack["orders-db"].url + "/orders") as conn:
+            assert conn.execute("SELECT item FROM orders").fetchall() == [("first",)]
+        with urllib.request.urlopen("http://127.0.0.1:18500/", timeout=10) as response:
+            assert response.status == 200
+        before = {name: stack[name].pids[0] for name in stack.services}
+        stack.restart("orders-db")  # api asked to follow it; notifier did not
+        after = {name: stack[name].pids[0] for name in stack.services}
+        assert {n for n in before if before[n] != after[n]} == {"orders-db", "api"}
+        with urllib.request.urlopen("http://127.0.0.1:18500/", timeout=10) as response:
+            assert response.status == 200  # the same published port after the restart
+        run_dir = stack.run_dir.path
+    assert eventually(lambda: nothing_left(run_dir), timeout=10)
 
 
 def test_named_volumes_outlive_a_run_and_down_v_removes_them(tmp_path: Path) -> None:

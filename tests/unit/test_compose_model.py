@@ -120,7 +120,7 @@ def test_extends_in_the_same_file_and_from_another(tmp_path: Path) -> None:
     assert web.env == {"QUEUE": "default", "LOG": "debug"}
     assert web2.env == {"QUEUE": "high", "LOG": "debug"}
     assert web.command == ("python", "-m", "worker")
-    assert web.cwd == "common/worker"  # a path in the other file means what it meant there
+    assert web.cwd == "./common/worker"  # a path in the other file means what it meant there
     assert any(p.name == "services.yml" for p in spec.inputs)  # in the digest
 
 
@@ -182,7 +182,7 @@ def test_an_included_file_is_a_project_of_its_own(
     db, tool = spec.services["db"], spec.services["tool"]
     # the including project's variables win; the included project's .env fills the rest
     assert db.options["databases"] == ["from_main"] and db.options["user"] == "infra"
-    assert tool.cwd == "infra/tool" and tool.env == {"TZ": "UTC"}
+    assert tool.cwd == "./infra/tool" and tool.env == {"TZ": "UTC"}
     assert tmp_path / "infra" / ".env" in spec.inputs  # in the digest
     monkeypatch.setenv("DB_USER", "shell")
     assert load_stack(tmp_path / "compose.yaml").services["db"].options["user"] == "shell"
@@ -215,7 +215,7 @@ def test_include_entry_with_project_directory_and_env_file(tmp_path: Path) -> No
     )
     spec = load_stack(tmp_path / "compose.yaml")
     assert spec.services["db"].options["databases"] == ["ci"]
-    assert spec.services["tool"].cwd == "shared/tool" and spec.services["tool"].env == {"A": "1"}
+    assert spec.services["tool"].cwd == "./shared/tool" and spec.services["tool"].env == {"A": "1"}
     write(tmp_path / "bad.yaml", "include:\n  - path: defs/infra.yaml\n    env_file: nope.env\n")
     with pytest.raises(ConfigError, match="no such env file") as info:
         load_stack(tmp_path / "bad.yaml")
@@ -342,7 +342,7 @@ def test_stacktest_import_writes_the_same_stack(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 0, result.output
     written = (project / "stack.toml").read_text()
     assert written.startswith("# stack.toml written by `stacktest import` from ")
-    assert "#   services.redis.tmpfs: ignored" in written  # the notes, at its top
+    assert "#   services.redis.tmpfs: /data: not mounted" in written  # the notes, at its top
     imported = load_stack(project / "stack.toml")
     compose = load_stack([project / "docker-compose.yml", project / "docker-compose.override.yml"])
     assert imported.services == compose.services

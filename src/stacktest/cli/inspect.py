@@ -31,7 +31,7 @@ from stacktest.cli.common import (
 from stacktest.redact import redact
 
 if TYPE_CHECKING:
-    from stacktest.spec.model import StackSpec
+    from stacktest.spec.model import Dependency, StackSpec
 
 commands = Commands()
 register = commands.register
@@ -268,7 +268,7 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
         entry.update(options)
         entry.update(
             env=dict(s.env),
-            depends_on={d.service: d.condition.value for d in s.depends_on},
+            depends_on={d.service: _dependency(d) for d in s.depends_on},
             start_timeout=s.start_timeout,
             stop_timeout=s.stop_timeout,
             stop_signal=s.stop_signal.name,
@@ -284,6 +284,20 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
         "toxiproxy_port": spec.toxiproxy_port,
         "files": [str(f) for f in spec.files],
         "profiles": list(spec.profiles),
+        "volumes": list(spec.volumes),
+        "tmpfs": list(spec.tmpfs),
         "not_honoured": [redact(w) for w in spec.warnings],
         "services": services,
     }
+
+
+def _dependency(dep: Dependency) -> Any:
+    """``"healthy"``, or the table when the edge says more (``restart``, ``proxy``)."""
+    if not dep.restart and dep.proxy is None:
+        return dep.condition.value
+    table: dict[str, Any] = {"condition": dep.condition.value}
+    if dep.restart:
+        table["restart"] = True
+    if dep.proxy is not None:
+        table["proxy"] = dep.proxy
+    return table

@@ -70,6 +70,10 @@ class RunDir:
         """A named volume: kept across runs, removed by ``down -v``."""
         return self.path / "volumes" / name
 
+    def tmpfs_dir(self, name: str) -> Path:
+        """A tmpfs mount of a local process: empty at each start."""
+        return self.path / "tmpfs" / name
+
     def remove_volumes(self) -> list[str]:
         root = self.path / "volumes"
         names = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
@@ -198,7 +202,7 @@ class RunDir:
 
     def reset_for_new_run(self) -> None:
         """Fresh data and logs for a new run (the previous run's are gone)."""
-        for sub in ("services", "logs"):
+        for sub in ("services", "logs", "tmpfs"):
             target = self.path / sub
             if target.exists():
                 shutil.rmtree(target, ignore_errors=True)

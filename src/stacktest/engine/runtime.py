@@ -141,6 +141,8 @@ class AsyncStack:
             self.run_dir.reset_for_new_run()
             for volume in self.spec.volumes:
                 self.run_dir.volume_dir(volume).mkdir(parents=True, exist_ok=True, mode=0o700)
+            for name in self.spec.tmpfs:
+                self.run_dir.tmpfs_dir(name).mkdir(parents=True, exist_ok=True, mode=0o700)
             self._plan = plan_stack(self.spec, self.run_dir, self.run_id, self._allocate_port)
             self._check_pinned_ports()
             for service, planned in self._plan.services.items():

@@ -128,6 +128,9 @@ class StackSpec:
     #: ``[stack] volumes``: directories ``RUN_DIR/volumes/NAME``, made at start, kept across
     #: runs, removed by ``stacktest down -v`` (a compose file's named volumes).
     volumes: tuple[str, ...] = ()
+    #: ``[stack] tmpfs``: directories ``RUN_DIR/tmpfs/NAME``, made empty at each start
+    #: (a compose file's ``tmpfs`` mounts of local processes).
+    tmpfs: tuple[str, ...] = ()
 
     @property
     def base_dir(self) -> Path:

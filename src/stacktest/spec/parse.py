@@ -29,7 +29,7 @@ from stacktest.spec.model import (
 )
 from stacktest.spec.template import TemplateSyntaxError, references
 
-STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port", "volumes"})
+STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port", "volumes", "tmpfs"})
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 def parse_stack(data: Mapping[str, Any], *, source: Path, text: str = "") -> StackSpec:
     """Validate already-parsed TOML data; ``text`` (the file's source) locates lines."""
@@ -135,13 +135,15 @@ class _Parser:
             run_dir = self.source.parent / run_dir
 
         volumes = self.str_list("stack.volumes", meta.get("volumes", []))
-        for volume in volumes:
-            if not _NAME.match(volume):
-                self.fail(
-                    "stack.volumes",
-                    f"bad volume name {volume!r}",
-                    "use letters, digits, '-' and '_' (it becomes RUN_DIR/volumes/NAME)",
-                )
+        tmpfs = self.str_list("stack.tmpfs", meta.get("tmpfs", []))
+        for key, names in (("volumes", volumes), ("tmpfs", tmpfs)):
+            for volume in names:
+                if not _NAME.match(volume):
+                    self.fail(
+                        f"stack.{key}",
+                        f"bad {key} name {volume!r}",
+                        f"use letters, digits, '-' and '_' (it becomes RUN_DIR/{key}/NAME)",
+                    )
         raw_services = self.expect("services", data.get("services", {}), (dict,), "a table")
         if not raw_services:
             self.fail(
@@ -185,6 +187,7 @@ class _Parser:
             proxy=proxy,
             toxiproxy_port=toxiproxy_port,
             volumes=volumes,
+            tmpfs=tmpfs,
         )
 
     def default_toxiproxy_port(self) -> int:

@@ -41,6 +41,5 @@ IGNORED_REASONS = {
     "user": "services run as the user running stacktest",
     "working_dir": "set x-stacktest.cwd for a local process",
     "entrypoint": "set x-stacktest.command for a local process",
-    "tmpfs": "a local process uses the run dir",
     "labels": "metadata for a container engine",
 }

@@ -430,7 +430,9 @@ def _rebase_paths(body: Any, source_dir: Path, target_dir: Path) -> Any:
 
     def rebase(value: str) -> str:
         if value.startswith(("./", "../")) or value == ".":
-            return os.path.relpath(source_dir / value, target_dir)
+            moved = os.path.relpath(source_dir / value, target_dir)
+            # still written as a relative path, so a volume stays a bind mount (not a name)
+            return moved if moved.startswith("..") or moved == "." else f"./{moved}"
         return value
 
     build = body.get("build")

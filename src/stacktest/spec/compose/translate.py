@@ -38,6 +38,8 @@ from stacktest.spec.compose.values import (
     port_mapping,
     replicas,
     stacktest_ext,
+    tmpfs_name,
+    tmpfs_targets,
     unread_server_args,
     volume_parts,
     volume_text,
@@ -61,6 +63,8 @@ class Translator:
         self.left_out: set[str] = set(project.left_out)
         #: Named volumes local processes use: ``[stack] volumes``.
         self.named_volumes: set[str] = set()
+        #: tmpfs mounts of local processes: ``[stack] tmpfs``.
+        self.tmpfs: set[str] = set()
         #: ``services.NAME.key: what happened`` for everything not honoured as written.
         self.notes: list[str] = []
 
@@ -105,6 +109,8 @@ class Translator:
         self.refer_to_passwords(out)
         if self.named_volumes:
             meta["volumes"] = sorted(self.named_volumes | set(meta.get("volumes") or []))
+        if self.tmpfs:
+            meta["tmpfs"] = sorted(self.tmpfs | set(meta.get("tmpfs") or []))
         if not out:
             self.fail(
                 "services",
@@ -164,7 +170,7 @@ class Translator:
                     table["start_timeout"] = timeout
         else:
             table = {"env": self.rewrite_env(env, ports, own=ports.get(name))}
-            paths = self.volume_paths(body)
+            paths = self.volume_paths(name, body)
             if paths:
                 table["env"] = {k: _map_paths(v, paths) for k, v in table["env"].items()}
             build = body.get("build")
@@ -257,6 +263,17 @@ class Translator:
                         )
                     elif not builtin:
                         self.note_process_volume(where, item)
+            elif name == "tmpfs":
+                for target in tmpfs_targets({"tmpfs": value}):
+                    if builtin:
+                        self.note(where, f"{target}: not mounted (a built-in server's data "
+                                  "lives in the run dir, fresh each run, in memory when "
+                                  "/dev/shm has room: what a tmpfs data dir is for)")  # fmt: skip
+                    else:
+                        local = f"RUN_DIR/tmpfs/{tmpfs_name(key.split('.', 1)[1], target)}"
+                        self.note(where, f"{target} is {local} for the local process, empty at "
+                                  "each start (in environment values; a path the program "
+                                  "itself names is not rewritten)")  # fmt: skip
             elif name == "deploy" and isinstance(value, dict):
                 for sub in value:
                     if sub != "replicas":
@@ -282,11 +299,16 @@ class Translator:
                 reason = IGNORED_REASONS.get(name, "no meaning for a local process")
                 self.note(where, f"ignored: {reason}")
 
-    def volume_paths(self, body: Mapping[str, Any]) -> list[tuple[str, str]]:
+    def volume_paths(self, service: str, body: Mapping[str, Any]) -> list[tuple[str, str]]:
         """(container path, local path) for a local process's volumes: a bind mount is its
         host directory, a named volume ``RUN_DIR/volumes/NAME`` (made at start, kept across
-        runs, removed by ``down -v``). Longest paths first, for rewriting."""
+        runs, removed by ``down -v``), a tmpfs ``RUN_DIR/tmpfs/SERVICE-PATH`` (empty at each
+        start). Longest paths first, for rewriting."""
         mapping = []
+        for target in tmpfs_targets(body):
+            name = tmpfs_name(service, target)
+            self.tmpfs.add(name)
+            mapping.append((target, f"{{run_dir}}/tmpfs/{name}"))
         for item in body.get("volumes") or []:
             parts = volume_parts(item)
             if parts is None:
@@ -302,6 +324,13 @@ class Translator:
 
     def note_process_volume(self, where: str, item: Any) -> None:
         parts = volume_parts(item)
+        if isinstance(item, dict) and item.get("type") == "tmpfs":
+            service = where.split(".")[1]
+            for target in tmpfs_targets({"volumes": [item]}):
+                self.note(where, f"{volume_text(item)}: {target} is RUN_DIR/tmpfs/"
+                          f"{tmpfs_name(service, target)} for the local process, empty at each "
+                          "start (in environment values)")  # fmt: skip
+            return
         if parts is None:
             self.note(where, f"{volume_text(item)}: not mounted (an anonymous volume)")
             return

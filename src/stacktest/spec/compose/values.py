@@ -172,5 +172,22 @@ def volume_parts(item: Any) -> tuple[str, str, bool] | None:
     return source, target.rstrip("/") or "/", read_only
 
 
+def tmpfs_targets(body: Mapping[str, Any]) -> list[str]:
+    """The container paths a service mounts as tmpfs: ``tmpfs: /run`` or a list
+    (``/run:size=64m``), and ``volumes`` entries of ``type: tmpfs``."""
+    raw = body.get("tmpfs")
+    items = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    targets = [str(item).split(":")[0] for item in items]
+    for volume in body.get("volumes") or []:
+        if isinstance(volume, dict) and volume.get("type") == "tmpfs" and volume.get("target"):
+            targets.append(str(volume["target"]))
+    return [t.rstrip("/") or "/" for t in targets if t.startswith("/")]
+
+
+def tmpfs_name(service: str, target: str) -> str:
+    """The run dir's name for one tmpfs mount: ``api`` + ``/run/app`` -> ``api-run_app``."""
+    return f"{service}-{re.sub(r'[^A-Za-z0-9_-]+', '_', target.strip('/')) or 'root'}"
+
+
 def is_bind(source: str) -> bool:
     return source.startswith((".", "/", "~"))

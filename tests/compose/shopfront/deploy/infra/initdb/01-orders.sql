@@ -1,0 +1,2 @@
+CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL);
+INSERT INTO orders (item) VALUES ('first');
