@@ -81,8 +81,8 @@ def test_a_platform_repo_with_include_extends_profiles_and_env_file_chains(
     assert spec.services["worker"].env["ZONE"] == "eu-1"  # env_file: an earlier key
     assert spec.services["worker-high"].env["QUEUE"] == "high"  # extends extends
     assert spec.services["bus"].options["jetstream"] is True
-    assert "bus.command: arguments not passed to the server: --http_port 8222" in "\n".join(
-        spec.warnings
+    assert "bus.command: --http_port 8222: monitoring is on the port stacktest gives it" in (
+        "\n".join(spec.warnings)
     )  # (--jetstream is read)
     with Stack(spec) as stack:
         async def jetstream_at_the_published_port() -> str:
@@ -182,7 +182,7 @@ def test_a_rails_style_file_with_a_migration_job_and_env_file_lists(
     assert web.env["SECRET_KEY_BASE"] == "dev-only-development"  # an earlier key of the file
     assert web.env["DATABASE_URL"] == "postgres://rails:{db.password}@{db.host}:{db.port}/rails_dev"
     notes = "\n".join(spec.warnings)
-    assert 'cache.command: arguments not passed to the server: --save ' in notes
+    assert spec.services["cache"].options["settings"] == {"save": ""}  # passed to the server
     assert "web.stdin_open: ignored" in notes and "version: obsolete" in notes
     with Stack(spec) as stack:
         assert stack["migrate"].pids  # it ran, and web waited for it to complete
@@ -190,6 +190,9 @@ def test_a_rails_style_file_with_a_migration_job_and_env_file_lists(
             assert conn.execute("SELECT version FROM schema_migrations").fetchall() == [("20261201",)]
         with urllib.request.urlopen("http://127.0.0.1:13000/", timeout=10) as response:
             assert response.status == 200
+        cache = redis.Redis.from_url(stack["cache"].url)
+        assert cache.config_get("save") == {"save": ""}  # --save "" reached the server
+        cache.close()
         run_dir = stack.run_dir.path
     assert eventually(lambda: nothing_left(run_dir), timeout=10)
 
@@ -203,7 +206,8 @@ def test_replicated_workers_with_healthchecks_and_resource_limits(tmp_path: Path
     notes = "\n".join(spec.warnings)
     assert "worker.deploy.resources: ignored" in notes
     assert "nats.ports: 28222:8222: not published (only the service's main port" in notes
-    assert "nats.command: arguments not passed to the server: -sd /data -m 8222" in notes
+    assert "nats.command: -sd /data: JetStream's store is in the run's data directory" in notes
+    assert "nats.command: -m 8222: monitoring is on the port stacktest gives it" in notes
     with Stack(spec) as stack:
         names = [r["name"] for r in stack.status() if r["service"] == "worker"]
         assert names == ["worker.1", "worker.2", "worker.3"]

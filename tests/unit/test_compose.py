@@ -91,7 +91,8 @@ def test_images_become_providers(shop: Path) -> None:
     assert db.use == "postgres"
     assert db.options["user"] == "shop" and db.options["password"] == "s3cret"
     assert db.options["databases"] == ["shop"]  # Compose: POSTGRES_DB defaults to the user
-    assert [Path(p).name for p in db.options["init"]] == ["1-schema.sql", "2-data.sql"]
+    # the mounted initdb.d directory, run as the image runs it (its files in name order)
+    assert db.options["initdb"] == [str(shop / "initdb")]
     cache = spec.services["cache"]
     assert cache.use == "redis" and cache.options["password"] == "hunter22"
     assert cache.options["persistence"] is True
@@ -186,19 +187,107 @@ def test_bad_compose_files_are_clear_errors(tmp_path: Path, compose: str, messag
     assert caught.match(message), str(caught.value)
 
 
-def test_shell_init_scripts_are_refused_by_name(tmp_path: Path) -> None:
-    (tmp_path / "init").mkdir()
-    (tmp_path / "init" / "setup.sh").write_text("psql -c 'select 1'\n")
-    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""
+def write_compose(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent(text))
+    return tmp_path / "compose.yaml"
+
+
+def test_a_postgres_command_and_environment_go_to_the_server(tmp_path: Path) -> None:
+    """The image's contract: -c flags and long options are settings, container paths of
+    mounted files are the host files, the entrypoint's variables are read, init files
+    mounted one by one run in the order of their names in the container."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "postgresql.conf").write_text("wal_level = logical\n")
+    (tmp_path / "pw.txt").write_text("from-a-file\n")
+    (tmp_path / "b.sql").write_text("select 1;\n")
+    (tmp_path / "a.sh").write_text("true\n")
+    path = write_compose(tmp_path, """
+        services:
+          db:
+            image: postgres:16
+            command: >-
+              postgres -c max_connections=200 -cshared_buffers=64MB --max-prepared-transactions=5
+              -c config_file=/etc/postgresql/postgresql.conf -N 300 -F
+              -c listen_addresses=* -p 5433
+            environment:
+              POSTGRES_PASSWORD_FILE: /run/secrets/pw
+              POSTGRES_INITDB_ARGS: "--data-checksums --encoding=UTF8"
+              POSTGRES_HOST_AUTH_METHOD: md5
+              PGDATA: /var/lib/postgresql/data/pgdata
+            volumes:
+              - ./conf/postgresql.conf:/etc/postgresql/postgresql.conf:ro
+              - ./pw.txt:/run/secrets/pw
+              - ./b.sql:/docker-entrypoint-initdb.d/01-schema.sql
+              - ./a.sh:/docker-entrypoint-initdb.d/02-users.sh
+    """)  # fmt: skip
+    spec = load_stack(path)
+    db = spec.services["db"].options
+    assert db["settings"] == {
+        "max_connections": "300", "shared_buffers": "64MB", "max_prepared_transactions": "5",
+        "config_file": str(tmp_path / "conf" / "postgresql.conf"), "fsync": "off",
+    }  # fmt: skip
+    assert db["password"] == "from-a-file" and db["host_auth_method"] == "md5"
+    assert db["initdb_args"] == ["--data-checksums", "--encoding=UTF8"]
+    assert db["initdb"] == [str(tmp_path / "b.sql"), str(tmp_path / "a.sh")]  # 01-, 02-
+    notes = "\n".join(spec.warnings)
+    assert "-c listen_addresses=*: the server listens on 127.0.0.1 only" in notes
+    assert "-p port=5433: the server listens on the port stacktest gives it" in notes
+    assert "environment.PGDATA: not used" in notes
+    assert "volumes: volume ./conf" not in notes  # used: the config file, not "not mounted"
+
+
+def test_an_argument_naming_a_container_path_that_is_not_mounted_is_an_error(
+    tmp_path: Path,
+) -> None:
+    path = write_compose(tmp_path, """
         services:
           db:
             image: postgres
-            volumes: ["./init:/docker-entrypoint-initdb.d"]
-    """))  # fmt: skip
-    with pytest.raises(ConfigError, match=r"setup\.sh: only \.sql init scripts are run"):
-        load_stack(tmp_path / "compose.yaml")
+            command: ["-c", "config_file=/etc/postgresql/postgresql.conf"]
+    """)  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        load_stack(path)
+    message = str(caught.value)
+    assert "services.db.command" in message and "no file is mounted there" in message
+    assert "volumes: [./postgresql.conf:/etc/postgresql/postgresql.conf]" in message
 
 
+def test_redis_and_nats_commands_pass_through(tmp_path: Path) -> None:
+    (tmp_path / "redis.conf").write_text("maxmemory 64mb\n")
+    (tmp_path / "nats.conf").write_text("max_payload: 2MB\n")
+    path = write_compose(tmp_path, """
+        services:
+          cache:
+            image: redis:7
+            command: >-
+              redis-server /usr/local/etc/redis/redis.conf --save 60 1 --loglevel warning
+              --enable-debug-command yes --requirepass s3cret --port 6380 --appendonly yes
+            volumes: ["./redis.conf:/usr/local/etc/redis/redis.conf"]
+          plain:
+            image: valkey/valkey:8
+            command: ["--save", ""]
+          bus:
+            image: nats:2.10
+            command: "-js -c /etc/nats/nats.conf --user app --pass pw -m 8222 -D --name hub"
+            volumes: ["./nats.conf:/etc/nats/nats.conf"]
+          other:
+            image: nats
+            command: ["sh", "-c", "nats-server -js"]
+    """)  # fmt: skip
+    spec = load_stack(path)
+    cache = spec.services["cache"].options
+    assert cache["config"] == str(tmp_path / "redis.conf")
+    assert cache["settings"] == {"save": "60 1", "loglevel": "warning",
+                                 "enable-debug-command": "yes"}  # fmt: skip
+    assert cache["password"] == "s3cret" and cache["persistence"] is True
+    assert spec.services["plain"].options["settings"] == {"save": ""}
+    bus = spec.services["bus"].options
+    assert bus["jetstream"] is True and bus["config"] == str(tmp_path / "nats.conf")
+    assert bus["args"] == ["--user", "app", "--pass", "pw", "-D", "--name", "hub"]
+    notes = "\n".join(spec.warnings)
+    assert "cache.command: --port 6380: the server listens on the port stacktest gives it" in notes
+    assert "bus.command: -m 8222: monitoring is on the port stacktest gives it ({bus.monitor_port}" in notes
+    assert "other.command: sh -c 'nats-server -js': not run: it is not the server" in notes
 def test_a_bare_list_variable_passes_through_only_when_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

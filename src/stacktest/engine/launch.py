@@ -112,7 +112,13 @@ class Launcher:
                 if ok and instance.ready is not None and not instance.spec.is_process:
                     ok, said = await own_check(run)  # the server's own healthcheck as well
                     last_error = said or last_error
-            except (TimeoutError, OSError, StackError) as exc:
+            except TimeoutError as exc:
+                # an attempt cut short by the deadline says less than the one before it
+                cut_short = time.monotonic() >= deadline
+                ok = False
+                if not (cut_short and last_error):
+                    last_error = f"{type(exc).__name__}: {exc}".strip()
+            except (OSError, StackError) as exc:
                 ok, last_error = False, f"{type(exc).__name__}: {exc}".strip()
             except Exception as exc:  # a client library's own error (psycopg ...)
                 ok, last_error = False, f"{type(exc).__name__}: {exc}".strip()

@@ -48,6 +48,7 @@ class NatsProvider(Provider):
         instance.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(server),
+            *(["-c", options["config"]] if options.get("config") else []),  # flags win over it
             "-a",
             instance.host,
             "-p",

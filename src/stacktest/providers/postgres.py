@@ -28,7 +28,7 @@ from typing import Any
 from stacktest import pgwire
 from stacktest.errors import ServiceStartError
 from stacktest.pgwire import quote_ident, quote_literal
-from stacktest.providers import binaries
+from stacktest.providers import binaries, pginit
 from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, generate_password
 from stacktest.providers.pgdata import (
     cache_root,
@@ -39,7 +39,7 @@ from stacktest.providers.pgdata import (
     scratch_root,
 )
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 UNPRIVILEGED_USER = "nobody"
 DEFAULT_SETTINGS = {
     # Only an OS crash (or power loss) needs fsync and full page writes; a test server is
@@ -55,6 +55,11 @@ DEFAULT_SETTINGS = {
     # a SIGKILLed server (a killed runner, a fault test) would leave behind for good
     "dynamic_shared_memory_type": "mmap",
 }
+#: What a local run must own, whatever a config file or the command says: where the server
+#: listens, its port and socket (given on the command line), and where its output goes.
+OWNED_SETTINGS = ("listen_addresses", "logging_collector", "dynamic_shared_memory_type")
+#: Settings that name a file: copied where the server's user can read them.
+FILE_SETTINGS = ("config_file", "hba_file", "ident_file")
 
 
 def find_bin_dir(explicit: str | None = None) -> tuple[Path, list[str]]:
@@ -160,6 +165,11 @@ class PostgresProvider(Provider):
         init = []
         for path in options.get("init", []):
             init.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+        scripts = [
+            [path.name, os.access(path, os.X_OK), hashlib.sha256(path.read_bytes()).hexdigest()]
+            for path in pginit.script_files(options.get("initdb", []))
+        ]
+        seeded = bool(init or scripts)
         material = json.dumps(
             {
                 "format": CACHE_FORMAT,
@@ -168,6 +178,13 @@ class PostgresProvider(Provider):
                 "user": options.get("user", "postgres"),
                 "databases": options.get("databases", []),
                 "init": init,
+                "initdb": scripts,
+                "initdb_args": options.get("initdb_args", []),
+                "host_auth_method": options.get("host_auth_method", "scram-sha-256"),
+                # what the init scripts saw: the server's settings, the environment
+                "settings": _file_digests(self._settings(instance)) if seeded else {},
+                "env": dict(instance.env) if scripts else {},
+                "password": options.get("password", "") if scripts else "",
                 "run_as": run_as(),
             },
             sort_keys=True,
@@ -192,19 +209,20 @@ class PostgresProvider(Provider):
                     "-U",
                     role,
                     "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
+                    f"--auth-host={options.get('host_auth_method', 'scram-sha-256')}",
                     "-E",
                     "UTF8",
                     "--locale=C",
                     "--no-sync",
                     "--wal-segsize=1",
+                    *options.get("initdb_args", []),  # POSTGRES_INITDB_ARGS: theirs win
                 ],
                 user=user,
                 what="initialise a data directory (initdb)",
                 service=instance.name,
             )
             databases = [d for d in options.get("databases", []) if d != "postgres"]
-            if databases or options.get("init"):
+            if databases or options.get("init") or options.get("initdb"):
                 await self._seed(instance, bin_dir, work, data, role, user)
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
@@ -226,18 +244,16 @@ class PostgresProvider(Provider):
         if user:
             chown_tree(sock, user)
         log = open(work / "seed.log", "wb")  # noqa: SIM115 - closed below
+        # as the image's temporary server: the service's own settings, on its socket only
+        settings = {**self._server_settings(instance, work / "conf", user),
+                    "listen_addresses": ""}  # fmt: skip
         proc = await asyncio.create_subprocess_exec(
             str(bin_dir / "postgres"),
             "-D",
             str(data),
             "-k",
             str(sock),
-            "-c",
-            "listen_addresses=",
-            "-c",
-            "fsync=off",
-            "-c",
-            "dynamic_shared_memory_type=mmap",
+            *[arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")],
             "-p",
             str(instance.port),
             stdout=log,
@@ -281,6 +297,16 @@ class PostgresProvider(Provider):
                             f"init SQL {path} failed in database {db!r}: {exc}".strip(),
                             hint="fix the SQL file; it runs once per listed database, in order",
                         ) from None
+            if options.get("initdb"):
+                server = pginit.TempServer(
+                    service=instance.name, bin_dir=bin_dir, socket_dir=sock, port=instance.port,
+                    role=role, password=instance.fields["password"], database=databases[0],
+                    data=data, user=user,
+                )  # fmt: skip
+                instance.log_path.parent.mkdir(parents=True, exist_ok=True)
+                await pginit.run_scripts(
+                    server, options["initdb"], instance.env, work, instance.log_path
+                )
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGINT)
@@ -330,13 +356,42 @@ class PostgresProvider(Provider):
         instance.scratch["bin_dir"] = str(bin_dir)
         instance.scratch["password_set"] = ""
 
-        settings = {**DEFAULT_SETTINGS, **_settings(instance.spec.options.get("settings", {}))}
+        settings = self._server_settings(instance, private / "conf", user)
         argv = [str(postgres), "-D", str(data), "-p", str(instance.port), "-k", str(sock)]
         for key, value in settings.items():
             argv += ["-c", f"{key}={value}"]
         return Launch(
             argv=argv, env={**os.environ, "LC_ALL": "C", **instance.env}, cwd=data, user=user
         )
+
+    def _settings(self, instance: Instance) -> dict[str, str]:
+        """The server's settings: stacktest's defaults under the service's own (``-c`` in
+        a compose command, ``settings`` in the stack file), what a local run owns on top.
+        With a config file of the user's, only the owned defaults are added."""
+        own = _as_text(instance.spec.options.get("settings", {}))
+        base = (
+            {k: v for k, v in DEFAULT_SETTINGS.items() if k in OWNED_SETTINGS}
+            if "config_file" in own
+            else DEFAULT_SETTINGS
+        )
+        owned = {k: DEFAULT_SETTINGS[k] for k in OWNED_SETTINGS}
+        return {**base, **own, **owned}
+
+    def _server_settings(self, instance: Instance, conf: Path, user: str | None) -> dict[str, str]:
+        """:meth:`_settings` with each file a setting names copied into ``conf`` (the
+        server's user may not read the original's directory)."""
+        settings = self._settings(instance)
+        files = [k for k in FILE_SETTINGS if k in settings]
+        if files:
+            shutil.rmtree(conf, ignore_errors=True)
+            conf.mkdir(mode=0o700, parents=True)
+            for key in files:
+                copy = conf / f"{key}-{Path(settings[key]).name}"
+                shutil.copyfile(settings[key], copy)
+                settings[key] = str(copy)
+            if user:
+                chown_tree(conf, user)
+        return settings
 
     async def probe(self, instance: Instance) -> bool:
         fields = instance.fields
@@ -402,7 +457,16 @@ class PostgresProvider(Provider):
         return reports
 
 
-def _settings(settings: Mapping[str, object]) -> dict[str, str]:
+def _file_digests(settings: Mapping[str, str]) -> dict[str, str]:
+    """Settings with each named file's content digest (an edited config is a new cache)."""
+    out = dict(settings)
+    for key in FILE_SETTINGS:
+        if key in out:
+            out[key] = hashlib.sha256(Path(out[key]).read_bytes()).hexdigest()
+    return out
+
+
+def _as_text(settings: Mapping[str, object]) -> dict[str, str]:
     out = {}
     for key, value in settings.items():
         if isinstance(value, bool):

@@ -90,8 +90,10 @@ class ValkeyProvider(Provider):
         server, _ = find_server(self.kind, options.get("bin_dir"))
         instance.scratch["bin_dir"] = str(server.parent)
         instance.data_dir.mkdir(parents=True, exist_ok=True)
+        # the config file first: what follows on the command line wins over it
         argv = [
             str(server),
+            *([options["config"]] if options.get("config") else []),
             "--port",
             str(instance.port),
             "--bind",
@@ -112,7 +114,8 @@ class ValkeyProvider(Provider):
         for key, value in options.get("settings", {}).items():
             if isinstance(value, bool):
                 value = "yes" if value else "no"
-            argv += [f"--{key}", str(value)]
+            # `save = "60 1"` is two arguments, as on redis-server's command line; "" is one
+            argv += [f"--{key}", *(str(value).split() or [""])]
         return Launch(argv=argv, env={**os.environ, **instance.env}, cwd=instance.data_dir)
 
     async def probe(self, instance: Instance) -> bool:

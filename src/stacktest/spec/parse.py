@@ -27,6 +27,7 @@ from stacktest.spec.model import (
     ServiceSpec,
     StackSpec,
 )
+from stacktest.spec.options import provider_options
 from stacktest.spec.template import TemplateSyntaxError, references
 
 STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port", "volumes", "tmpfs"})
@@ -290,7 +291,7 @@ class _Parser:
             if "ready" in table:
                 fields["ready"] = self.ready(f"{key}.ready", table["ready"])
         else:
-            fields["options"] = self.options(key, kind, table)
+            fields["options"] = provider_options(self, key, kind, table)
             if "ready" in table:  # a check of its own, run as well as the server's protocol check
                 ready = self.ready(f"{key}.ready", table["ready"])
                 if ready.kind != "command":
@@ -335,45 +336,6 @@ class _Parser:
         spec = ServiceSpec(**fields)
         self.check_references(key, spec, kinds)
         return spec
-
-    def options(self, key: str, kind: str, table: Mapping[str, Any]) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        for option, (types, what) in schema.OPTIONS[kind].items():
-            if option not in table:
-                continue
-            value = self.expect(f"{key}.{option}", table[option], types, what)
-            if option in ("databases", "args"):
-                value = list(self.str_list(f"{key}.{option}", value))
-            if option == "databases":
-                for i, db in enumerate(value):
-                    if not _NAME.match(db):
-                        self.fail(f"{key}.databases[{i}]", f"bad database name {db!r}")
-            elif option == "init":
-                value = (
-                    [value] if isinstance(value, str) else list(self.str_list(f"{key}.init", value))
-                )
-                resolved = []
-                for i, item in enumerate(value):
-                    path = Path(item)
-                    if not path.is_absolute():
-                        path = self.source.parent / path
-                    if not path.is_file():
-                        self.fail(
-                            f"{key}.init[{i}]",
-                            f"SQL file {item!r} not found (looked at {path})",
-                            "paths in `init` are relative to the stack file",
-                        )
-                    resolved.append(str(path))
-                value = resolved
-            elif option == "tmpfs" and value not in (True, False, "auto"):
-                self.fail(f"{key}.tmpfs", f'expected true, false or "auto", got {value!r}')
-            elif option == "settings":
-                for setting, item in value.items():
-                    self.expect(
-                        f"{key}.settings.{setting}", item, (str, int, float, bool), "a value"
-                    )
-            options[option] = value
-        return options
 
     def ready(self, key: str, value: Any) -> ReadyCheck:
         self.expect(key, value, (dict,), 'a table such as { http = "/health" }')

@@ -33,6 +33,9 @@ OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "user": ((str,), "a role name"),
         "password": ((str,), "a string"),
         "init": ((list, str), "a list of SQL file paths"),
+        "initdb": ((list, str), "a list of init scripts or directories (the image's initdb.d)"),
+        "initdb_args": ((list,), "a list of extra initdb arguments"),
+        "host_auth_method": ((str,), "scram-sha-256, md5, password or trust"),
         "bin_dir": ((str,), "a directory holding postgres and initdb"),
         "settings": ((dict,), "a table of postgresql.conf settings"),
         "tmpfs": ((bool, str), 'true, false or "auto"'),
@@ -42,11 +45,13 @@ OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "bin_dir": ((str,), "a directory holding valkey-server"),
         "settings": ((dict,), "a table of server config settings"),
         "persistence": ((bool,), "true or false"),
+        "config": ((str,), "a server config file (redis.conf / valkey.conf)"),
     },
     "nats": {
         "jetstream": ((bool,), "true or false"),
         "bin_dir": ((str,), "a directory holding nats-server"),
         "args": ((list,), "a list of extra nats-server arguments"),
+        "config": ((str,), "a nats-server config file"),
     },
 }
 OPTIONS["redis"] = OPTIONS["valkey"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from stacktest.errors import ConfigError
 from stacktest.spec.compose.dotenv import DotenvError, read_dotenv
+from stacktest.spec.compose.images import read_image
 from stacktest.spec.compose.keys import (
     ALWAYS_HONOURED,
     IGNORED_REASONS,
@@ -27,20 +27,16 @@ from stacktest.spec.compose.keys import (
 )
 from stacktest.spec.compose.model import Project, line_of
 from stacktest.spec.compose.values import (
-    INITDB,
-    flag_value,
     go_duration,
     health_deadline,
     image_kind,
     is_bind,
-    is_initdb,
     literal,
     port_mapping,
     replicas,
     stacktest_ext,
     tmpfs_name,
     tmpfs_targets,
-    unread_server_args,
     volume_parts,
     volume_text,
 )
@@ -158,9 +154,12 @@ class Translator:
         env = {**self.env_files(key, body.get("env_file")),
                **self.environment(key, body.get("environment"))}  # fmt: skip
         image = image_kind(body.get("image"))
-        self.note_unhonoured(key, body, builtin=image is not None and "command" not in ext)
-        if image is not None and "command" not in ext:
-            table = self.provider(key, image[0], body, env)
+        builtin = image is not None and "command" not in ext
+        used: set[str] = set()
+        if image is not None and builtin:
+            table, used = self.provider(key, image[0], body, env)
+        self.note_unhonoured(key, body, builtin=builtin, used=used)
+        if image is not None and builtin:
             others = {8222: "{monitor_port}"} if image[0] == "nats" else None
             health = self.healthcheck(key, body.get("healthcheck"), ports.get(name), others)
             if health is not None and "ready" not in ext:
@@ -243,8 +242,11 @@ class Translator:
                     for arg in command
                 ]
 
-    def note_unhonoured(self, key: str, body: Mapping[str, Any], *, builtin: bool) -> None:
-        """Say what of a service is not honoured as written, key by key."""
+    def note_unhonoured(
+        self, key: str, body: Mapping[str, Any], *, builtin: bool, used: set[str]
+    ) -> None:
+        """Say what of a service is not honoured as written, key by key (``used``: the
+        container paths of a built-in server's mounts its image contract used)."""
         ext = stacktest_ext(body)
         for field_name, value in body.items():
             name = str(field_name)
@@ -255,7 +257,8 @@ class Translator:
                 self.note_ports(where, body, value)
             elif name == "volumes":
                 for item in value or []:
-                    if builtin and not is_initdb(item):
+                    parts = volume_parts(item)
+                    if builtin and not (parts and parts[1] in used):
                         self.note(
                             where,
                             f"{volume_text(item)}: not mounted (a built-in server's data lives "
@@ -284,11 +287,8 @@ class Translator:
                 elif ":" in str(value).rsplit("/", 1)[-1]:
                     self.note(where, f"{value}: the installed server runs, whatever its version "
                               "(`stacktest doctor` shows which)")  # fmt: skip
-            elif name == "command" and builtin:
-                ignored = unread_server_args(value)
-                if ignored:
-                    self.note(where, f"arguments not passed to the server: {' '.join(ignored)} "
-                              "(only --requirepass, --appendonly and -js are read)")  # fmt: skip
+            elif name in ("command", "entrypoint") and builtin:
+                pass  # read as the image reads it (images.py), with notes of its own
             elif name == "command" and "command" in ext:
                 self.note(where, "not run: x-stacktest.command is what runs")
             elif name == "healthcheck":
@@ -459,52 +459,12 @@ class Translator:
 
     def provider(
         self, key: str, kind: str, body: Mapping[str, Any], env: Mapping[str, str]
-    ) -> dict[str, Any]:
-        command = body.get("command") or []
-        args = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
-        if kind == "postgres":
-            user = env.get("POSTGRES_USER") or "postgres"
-            table: dict[str, Any] = {"use": "postgres", "user": user,
-                                     "databases": [env.get("POSTGRES_DB") or user]}  # fmt: skip
-            if env.get("POSTGRES_PASSWORD"):
-                table["password"] = env["POSTGRES_PASSWORD"]
-            init = self.init_scripts(key, body.get("volumes") or [])
-            if init:
-                table["init"] = init
-            return table
-        if kind in ("redis", "valkey"):
-            table = {"use": kind}
-            password = flag_value(args, "--requirepass") or env.get("REDIS_PASSWORD")
-            if password:
-                table["password"] = password
-            if flag_value(args, "--appendonly") == "yes":
-                table["persistence"] = True
-            return table
-        return {"use": "nats", "jetstream": bool({"-js", "--jetstream"} & set(args))}
-
-    def init_scripts(self, key: str, volumes: list[Any]) -> list[str]:
-        found: list[str] = []
-        for index, volume in enumerate(volumes):
-            if isinstance(volume, dict):
-                src, target = str(volume.get("source", "")), str(volume.get("target", ""))
-            else:
-                src, _, rest = str(volume).partition(":")
-                target = rest.split(":")[0]
-            if not target.startswith(INITDB) or not src.startswith((".", "/", "~")):
-                continue
-            path = (self.source.parent / os.path.expanduser(src)).resolve()
-            files = sorted(path.iterdir()) if path.is_dir() else [path]
-            for file in files:
-                if file.suffix == ".sql":
-                    found.append(str(file))
-                elif file.suffix in (".sh", ".gz", ".xz", ".zst"):
-                    self.fail(
-                        f"{key}.volumes",
-                        f"volume {index}: {file.name}: only .sql init scripts are run "
-                        "(stacktest runs no shell scripts from initdb.d)",
-                        "turn it into a .sql file, or run it as a `completed` one-shot service",
-                    )
-        return found
+    ) -> tuple[dict[str, Any], set[str]]:
+        """The image's contract (:mod:`.images`): its options, and the mounts it used."""
+        table, notes, used = read_image(key, kind, body, env, self.source.parent, self)
+        for where, what in notes:
+            self.note(where, what.replace("{SERVICE.", f"{{{key.split('.', 1)[1]}."))
+        return table, used
 
     def healthcheck(
         self, key: str, check: Any, own: int | None, others: Mapping[int, str] | None = None

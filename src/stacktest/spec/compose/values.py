@@ -41,15 +41,6 @@ def image_kind(image: Any) -> tuple[str, int] | None:
     return IMAGES.get(repository)
 
 
-def flag_value(args: list[str], flag: str) -> str | None:
-    for i, arg in enumerate(args):
-        if arg == flag and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(flag + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def port_mapping(item: Any) -> tuple[int | None, int, str] | None:
     """(published host port or None, container port, host address) of a ``ports`` entry:
     ``"8000"``, ``"5432:5432"``, ``"127.0.0.1:5433:5432"``, ``"8000-8001:8000-8001/tcp"``
@@ -130,29 +121,6 @@ def health_deadline(key: str, check: Mapping[str, Any], translator: Failing) -> 
         translator.fail(f"{key}.healthcheck.retries", f"{retries!r} is not a positive number")
     each = get("interval", 30.0) + get("timeout", 30.0)
     return get("start_period", 0.0) + float(retries) * each
-
-
-#: Server arguments the translation reads (``--flag value`` or a bare flag).
-READ_ARGS = {"--requirepass": 1, "--appendonly": 1, "-js": 0, "--jetstream": 0}
-SERVER_PROGRAMS = {"redis-server", "valkey-server", "nats-server", "postgres"}
-
-
-def unread_server_args(command: Any) -> list[str]:
-    """The arguments of a built-in server's ``command`` that nothing reads."""
-    import shlex
-
-    args = shlex.split(command) if isinstance(command, str) else [str(a) for a in command or []]
-    if args and args[0] in SERVER_PROGRAMS:
-        args = args[1:]
-    left, i = [], 0
-    while i < len(args):
-        flag = args[i].split("=", 1)[0]
-        if flag in READ_ARGS:
-            i += 1 + (READ_ARGS[flag] if "=" not in args[i] else 0)
-            continue
-        left.append(args[i])
-        i += 1
-    return left
 
 
 def volume_parts(item: Any) -> tuple[str, str, bool] | None:

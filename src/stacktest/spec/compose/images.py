@@ -1,0 +1,288 @@
+"""What each official image does with its ``command`` and environment, as provider options.
+
+The native server stacktest runs is the program the image runs, so the image's contract
+is honoured by passing the same arguments on: every server flag and setting goes to the
+server, container paths of mounted files become the host files, and only what a local run
+must own (where it listens, its port, data directory, socket and log) stays stacktest's;
+each of those, when the file sets it, is a note saying so.
+
+- ``postgres`` (and ``postgis``...): the entrypoint's rule (a first argument starting with
+  ``-`` means ``postgres`` with these flags); ``-c name=value``, ``--name=value``, ``-B``,
+  ``-N``, ``-S``, ``-F``; ``config_file`` / ``hba_file`` / ``ident_file`` naming mounted
+  files; ``POSTGRES_PASSWORD_FILE``, ``POSTGRES_INITDB_ARGS``, ``POSTGRES_HOST_AUTH_METHOD``;
+  the files mounted in ``/docker-entrypoint-initdb.d`` run as the image runs them.
+- ``redis`` / ``valkey``: a first argument starting with ``-`` or ending in ``.conf`` means
+  the server; a mounted config file; every ``--name value...`` setting.
+- ``nats``: every flag; ``-c`` a mounted config file; ``-js``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from stacktest.spec.compose.values import INITDB, Failing, is_bind, volume_parts
+
+#: Programs an image's command may name before the server's own arguments.
+PROGRAMS = {
+    "postgres": ("docker-entrypoint.sh", "postgres"),
+    "redis": ("docker-entrypoint.sh", "redis-server", "valkey-server"),
+    "valkey": ("docker-entrypoint.sh", "valkey-server", "redis-server"),
+    "nats": ("nats-server", "/nats-server"),
+}
+#: postgres' one-letter options that stand for a setting (postgres --help).
+PG_SHORT = {"-B": "shared_buffers", "-N": "max_connections", "-S": "work_mem",
+            "-d": "log_min_messages", "-p": "port", "-h": "listen_addresses",
+            "-D": "data_directory", "-k": "unix_socket_directories"}  # fmt: skip
+PG_OWNED = {
+    "port": "the server listens on the port stacktest gives it (the published port, if any)",
+    "listen_addresses": "the server listens on 127.0.0.1 only",
+    "unix_socket_directories": "the socket is in the run's private directory",
+    "data_directory": "the data directory is the run's own",
+    "logging_collector": "the server's log is the service's log (`stacktest logs`)",
+}
+PG_FILES = ("config_file", "hba_file", "ident_file")
+REDIS_OWNED = {
+    "port": "the server listens on the port stacktest gives it (the published port, if any)",
+    "bind": "the server listens on 127.0.0.1 only",
+    "dir": "the data directory is the run's own",
+    "daemonize": "the server runs in the foreground, supervised",
+    "unixsocket": "the socket is the run's own", "unixsocketperm": "the socket is the run's own",
+    "logfile": "the server's log is the service's log (`stacktest logs`)",
+    "pidfile": "stacktest tracks the process itself",
+    "protected-mode": "the server listens on 127.0.0.1 only",
+}  # fmt: skip
+#: nats-server flags stacktest owns, with how many values each takes.
+NATS_OWNED = {
+    ("-a", "--addr", "--net", "--host"): "the server listens on 127.0.0.1 only",
+    ("-p", "--port"): "the server listens on the port stacktest gives it (the published "
+    "port, if any)",
+    ("-m", "--http_port", "-ms", "--https_port"): "monitoring is on the port stacktest gives "
+    "it ({SERVICE.monitor_port}, in `stacktest status`)",
+    ("-sd", "--store_dir"): "JetStream's store is in the run's data directory",
+    ("-P", "--pid"): "stacktest tracks the process itself",
+    ("-l", "--log"): "the server's log is the service's log (`stacktest logs`)",
+    ("--cluster", "--cluster_listen", "--routes", "--cluster_advertise"): "not passed: "
+    "clustering services of one stack is not supported yet (each server runs alone)",
+}
+NATS_BARE = {"-js", "--jetstream", "-D", "-V", "-DV", "-DVV", "--debug", "--trace", "-T",
+             "--logtime", "-s", "--syslog"}  # fmt: skip
+
+
+class Mounts:
+    """The service's bind mounts: a container path -> the host path it stands for."""
+
+    def __init__(self, volumes: list[Any], project_dir: Path) -> None:
+        self.binds: list[tuple[str, Path]] = []
+        for item in volumes:
+            parts = volume_parts(item)
+            if parts and is_bind(parts[0]):
+                host = (project_dir / os.path.expanduser(parts[0])).resolve()
+                self.binds.append((parts[1], host))
+        self.binds.sort(key=lambda pair: -len(pair[0]))
+        #: Container targets whose files an argument or variable used.
+        self.used: set[str] = set()
+
+    def host_path(self, path: str) -> Path | None:
+        for target, host in self.binds:
+            if path == target:
+                self.used.add(target)
+                return host
+            if path.startswith(target.rstrip("/") + "/"):
+                self.used.add(target)
+                return host / path[len(target.rstrip("/")) + 1 :]
+        return None
+
+    def initdb(self) -> list[str]:
+        """What is mounted in /docker-entrypoint-initdb.d, in the order the image runs it
+        (by the name inside the container)."""
+        found = [(target, host) for target, host in self.binds if target.startswith(INITDB)]
+        self.used.update(target for target, _ in found)
+        return [str(host) for _, host in sorted(found)]
+
+
+class Image:
+    """One built-in service's command and environment, read as its image reads them."""
+
+    def __init__(self, key: str, kind: str, failing: Failing, mounts: Mounts) -> None:
+        self.key = key
+        self.kind = kind
+        self.failing = failing
+        self.mounts = mounts
+        self.options: dict[str, Any] = {}
+        self.notes: list[tuple[str, str]] = []
+
+    def note(self, field: str, what: str) -> None:
+        self.notes.append((f"{self.key}.{field}", what))
+
+    def server_args(self, command: Any, entrypoint: Any) -> list[str]:
+        """The arguments the server gets, by the image's entrypoint's rules; a command that
+        runs another program is a note (the server runs, the program does not)."""
+        if entrypoint:
+            self.note("entrypoint", "not run: stacktest starts the server itself (put what "
+                      "it did in x-stacktest, or a one-shot service)")  # fmt: skip
+        args = shlex.split(command) if isinstance(command, str) else [str(a) for a in command or []]
+        while args and Path(args[0]).name in {Path(p).name for p in PROGRAMS[self.kind]}:
+            args = args[1:]
+        if (
+            args
+            and not args[0].startswith("-")
+            and not (self.kind in ("redis", "valkey") and args[0].endswith(".conf"))
+        ):
+            self.note("command", f"{shlex.join(args)}: not run: it is not the server, which "
+                      "stacktest runs with the image's defaults")  # fmt: skip
+            return []
+        return args
+
+    def container_file(self, field: str, path: str) -> str:
+        """The host file a container path in an argument stands for."""
+        host = self.mounts.host_path(path)
+        if host is None or not host.is_file():
+            self.failing.fail(
+                f"{self.key}.{field}",
+                f"{path} is a path inside the container and no file is mounted there",
+                f"mount it (volumes: [./{Path(path).name}:{path}]), so stacktest can hand the "
+                "host file to the server",
+            )
+        return str(host)
+
+    # -- postgres -------------------------------------------------------------------------
+    def postgres(self, args: list[str], env: Mapping[str, str]) -> None:
+        settings: dict[str, str] = {}
+        i = 0
+        while i < len(args):
+            arg, i = args[i], i + 1
+            name = value = None
+            if arg == "-c" and i < len(args):
+                (name, _, value), i = args[i].partition("="), i + 1
+            elif (arg.startswith("-c") and "=" in arg) or (arg.startswith("--") and "=" in arg):
+                name, _, value = arg[2:].partition("=")
+            elif arg in PG_SHORT and i < len(args):
+                name, value, i = PG_SHORT[arg], args[i], i + 1
+                if name == "log_min_messages":
+                    value = f"debug{value}" if value != "0" else "notice"
+            elif arg == "-F":
+                name, value = "fsync", "off"
+            elif arg == "-i":
+                self.note("command", "-i: the server listens on TCP on 127.0.0.1 anyway")
+                continue
+            else:
+                self.note("command", f"{arg}: not a postgres option stacktest knows; not passed")
+                continue
+            name = name.strip().lower().replace("-", "_")
+            if name in PG_OWNED:
+                self.note("command", f"{arg} {name}={value}: {PG_OWNED[name]}")
+                continue
+            if name in PG_FILES:
+                value = self.container_file("command", value)
+            settings[name] = value
+        if settings:
+            self.options["settings"] = settings
+        self.postgres_env(env)
+        initdb = self.mounts.initdb()
+        if initdb:
+            self.options["initdb"] = initdb
+
+    def postgres_env(self, env: Mapping[str, str]) -> None:
+        user = env.get("POSTGRES_USER") or "postgres"
+        self.options.update(user=user, databases=[env.get("POSTGRES_DB") or user])
+        password = env.get("POSTGRES_PASSWORD")
+        if env.get("POSTGRES_PASSWORD_FILE"):
+            path = self.container_file("environment.POSTGRES_PASSWORD_FILE",
+                                       env["POSTGRES_PASSWORD_FILE"])  # fmt: skip
+            password = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        method = env.get("POSTGRES_HOST_AUTH_METHOD")
+        if password:
+            self.options["password"] = password
+        elif method != "trust":
+            self.note("environment", "POSTGRES_PASSWORD is not set: the image would refuse to "
+                      "start; stacktest makes one up ({SERVICE.password})")  # fmt: skip
+        if method:
+            self.options["host_auth_method"] = method
+        if env.get("POSTGRES_INITDB_ARGS"):
+            self.options["initdb_args"] = shlex.split(env["POSTGRES_INITDB_ARGS"])
+        for name, why in (("POSTGRES_INITDB_WALDIR", "the WAL stays in the data directory"),
+                          ("PGDATA", "the data directory is the run's own")):  # fmt: skip
+            if env.get(name):
+                self.note(f"environment.{name}", f"not used: {why}")
+
+    # -- redis / valkey -------------------------------------------------------------------
+    def redis(self, args: list[str], env: Mapping[str, str]) -> None:
+        if args and not args[0].startswith("-"):
+            self.options["config"] = self.container_file("command", args[0])
+            args = args[1:]
+        settings: dict[str, str] = {}
+        i = 0
+        while i < len(args):
+            if not args[i].startswith("--"):
+                self.note("command", f"{args[i]}: not an option (--name value); not passed")
+                i += 1
+                continue
+            name, i = args[i][2:], i + 1
+            values = []
+            while i < len(args) and not args[i].startswith("--"):
+                values.append(args[i])
+                i += 1
+            value = " ".join(values) if values != [""] else ""
+            if name in REDIS_OWNED:
+                self.note("command", f"--{name} {value}: {REDIS_OWNED[name]}")
+            elif name == "requirepass":
+                self.options["password"] = value
+            elif name == "appendonly" and value in ("yes", "no"):
+                self.options["persistence"] = value == "yes"
+            elif name in ("replicaof", "slaveof"):
+                self.note("command", f"--{name} {value}: not passed: replication between "
+                          "services of one stack is not supported yet")  # fmt: skip
+            else:
+                settings[name] = value
+        if settings:
+            self.options["settings"] = settings
+        if "password" not in self.options and env.get("REDIS_PASSWORD"):
+            self.options["password"] = env["REDIS_PASSWORD"]
+
+    # -- nats -----------------------------------------------------------------------------
+    def nats(self, args: list[str]) -> None:
+        passed: list[str] = []
+        owned = {flag: why for flags, why in NATS_OWNED.items() for flag in flags}
+        i = 0
+        while i < len(args):
+            arg, i = args[i], i + 1
+            flag, eq, inline = arg.partition("=")
+            takes_value = not eq and flag not in NATS_BARE and i < len(args) and (
+                not args[i].startswith("-") or flag in owned
+            )  # fmt: skip
+            value = inline if eq else args[i] if takes_value else None
+            if takes_value:
+                i += 1
+            if flag in ("-js", "--jetstream"):
+                self.options["jetstream"] = True
+            elif flag in ("-c", "--config") and value is not None:
+                self.options["config"] = self.container_file("command", value)
+            elif flag in owned:
+                shown = arg if value is None or eq else f"{arg} {value}"
+                self.note("command", f"{shown}: {owned[flag]}")
+            else:
+                passed += [arg] if value is None or eq else [arg, value]
+        if passed:
+            self.options["args"] = passed
+
+
+def read_image(
+    key: str, kind: str, body: Mapping[str, Any], env: Mapping[str, str], project_dir: Path,
+    failing: Failing,
+) -> tuple[dict[str, Any], list[tuple[str, str]], set[str]]:  # fmt: skip
+    """A built-in service's provider options, the notes of what is not passed, and the
+    container paths of the mounts it used."""
+    image = Image(key, kind, failing, Mounts(list(body.get("volumes") or []), project_dir))
+    args = image.server_args(body.get("command"), body.get("entrypoint"))
+    read: Callable[[], None] = {
+        "postgres": lambda: image.postgres(args, env),
+        "redis": lambda: image.redis(args, env),
+        "valkey": lambda: image.redis(args, env),
+        "nats": lambda: image.nats(args),
+    }[kind]
+    read()
+    return {"use": kind, **image.options}, image.notes, image.mounts.used
