@@ -265,6 +265,11 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
         options = dict(s.options)
         if options.get("password"):
             options["password"] = "****"
+        if options.get("args"):  # nats-server --pass X, --auth TOKEN
+            options["args"] = _hide_flag_values(options["args"])
+        if isinstance(options.get("settings"), dict):  # redis masterauth ...
+            options["settings"] = {k: "****" if k in SECRET_SETTINGS else v
+                                   for k, v in options["settings"].items()}  # fmt: skip
         entry.update(options)
         entry.update(
             env=dict(s.env),
@@ -301,3 +306,21 @@ def _dependency(dep: Dependency) -> Any:
     if dep.proxy is not None:
         table["proxy"] = dep.proxy
     return table
+
+
+#: Server flags and settings whose value is a secret: shown as ****.
+SECRET_FLAGS = frozenset({"--pass", "--password", "--auth", "--token", "--requirepass"})
+SECRET_SETTINGS = frozenset({"requirepass", "masterauth", "password"})
+
+
+def _hide_flag_values(args: list[str]) -> list[str]:
+    shown: list[str] = []
+    for arg in args:
+        flag, eq, _ = arg.partition("=")
+        if shown and shown[-1] in SECRET_FLAGS:
+            shown.append("****")
+        elif eq and flag in SECRET_FLAGS:
+            shown.append(f"{flag}=****")
+        else:
+            shown.append(arg)
+    return shown

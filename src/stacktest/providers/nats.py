@@ -8,6 +8,7 @@ directory. Readiness is the server's own ``/healthz`` monitoring endpoint (with
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from stacktest.providers import binaries
@@ -26,6 +27,14 @@ def find_server(explicit: str | None = None) -> tuple[Path, list[str]]:
     if not found:
         raise search.fail(f"{binaries.SERVERS_HINT}, or download nats-server from nats.io")
     return found, search.looked_in
+
+
+def _names_itself(config: str | None) -> bool:
+    """Whether a config file sets ``server_name`` (or ``name``): then it is not overridden."""
+    if not config:
+        return False
+    text = Path(config).read_text(encoding="utf-8", errors="replace")
+    return re.search(r"^\s*(server_name|name)\s*[:=]", text, re.MULTILINE) is not None
 
 
 class NatsProvider(Provider):
@@ -55,9 +64,9 @@ class NatsProvider(Provider):
             str(instance.port),
             "-m",
             instance.fields["monitor_port"],
-            "-n",
-            f"stacktest-{instance.name}",
         ]
+        if not _names_itself(options.get("config")):  # a config's server_name is the user's
+            argv += ["-n", f"stacktest-{instance.name}"]
         if options.get("jetstream"):
             argv += ["-js", "-sd", str(instance.data_dir / "jetstream")]
         argv += list(options.get("args", []))

@@ -99,7 +99,9 @@ async def run_scripts(
             out.write(f"stacktest: {what}\n".encode())
             out.flush()
             code, said = await _run(argv, data, environment, server.user, copy.parent)
-            text = said.replace(str(copy), str(original))  # name the user's file
+            # name the user's file (psql names what it read: the copy, or stdin)
+            text = said.replace(str(copy), str(original))
+            text = text.replace("psql:<stdin>:", f"psql:{original}:")
             out.write(text.encode())
             if code:
                 raise ServiceStartError(

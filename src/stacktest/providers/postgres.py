@@ -39,7 +39,7 @@ from stacktest.providers.pgdata import (
     scratch_root,
 )
 
-CACHE_FORMAT = "2"
+CACHE_FORMAT = "3"
 UNPRIVILEGED_USER = "nobody"
 DEFAULT_SETTINGS = {
     # Only an OS crash (or power loss) needs fsync and full page writes; a test server is
@@ -227,6 +227,8 @@ class PostgresProvider(Provider):
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
             await asyncio.to_thread(shutil.copytree, data, staging / "data", symlinks=True)
+            if (work / "initdb.log").exists():  # said again when a run starts from this copy
+                shutil.copyfile(work / "initdb.log", target.with_name(target.name + ".initdb.log"))
             try:
                 os.rename(staging / "data", target)
             except OSError:
@@ -303,10 +305,12 @@ class PostgresProvider(Provider):
                     role=role, password=instance.fields["password"], database=databases[0],
                     data=data, user=user,
                 )  # fmt: skip
-                instance.log_path.parent.mkdir(parents=True, exist_ok=True)
-                await pginit.run_scripts(
-                    server, options["initdb"], instance.env, work, instance.log_path
-                )
+                try:
+                    await pginit.run_scripts(
+                        server, options["initdb"], instance.env, work, work / "initdb.log"
+                    )
+                finally:  # what they said is the service's log, as a container's would be
+                    _append(instance.log_path, (work / "initdb.log").read_bytes())
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGINT)
@@ -328,6 +332,11 @@ class PostgresProvider(Provider):
         cached = cache_root() / "postgres" / self._cache_key(instance, bin_dir, version)
         if not cached.exists():
             await self._build_cache(instance, bin_dir, cached)
+        elif cached.with_name(cached.name + ".initdb.log").exists():
+            said = cached.with_name(cached.name + ".initdb.log").read_bytes()
+            header = (b"stacktest: the init scripts ran when this data directory was cached "
+                      b"(after `stacktest cache clean --all` they run again):\n")  # fmt: skip
+            _append(instance.log_path, header + said)
 
         private = Path(instance.scratch["private_dir"])
         sock = Path(instance.fields["socket_dir"])
@@ -455,6 +464,12 @@ class PostgresProvider(Provider):
                 )
             )
         return reports
+
+
+def _append(log: Path, data: bytes) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(data)
 
 
 def _file_digests(settings: Mapping[str, str]) -> dict[str, str]:

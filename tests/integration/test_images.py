@@ -1,0 +1,131 @@
+"""The official images' contracts, honoured by the native servers: every setting asked
+for in a compose file is in effect when a real client asks the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import shutil
+import socket
+import textwrap
+import urllib.request
+from pathlib import Path
+
+import nats
+import psycopg
+import pytest
+import redis
+
+from stacktest import Stack, load_stack
+from stacktest.errors import ServiceStartError
+
+pytestmark = pytest.mark.integration
+CORPUS = Path(__file__).resolve().parent.parent / "compose"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    project = tmp_path_factory.mktemp("images") / "images"
+    shutil.copytree(CORPUS / "images", project)
+    with Stack(load_stack(project / "compose.yaml")) as running:
+        yield running
+
+
+def test_postgres_flags_config_file_and_initdb_args_are_in_effect(stack: Stack) -> None:
+    with psycopg.connect(stack["db"].url + "/app") as conn:
+        def show(name: str) -> str:
+            return str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+
+        assert show("max_connections") == "150"  # -c in command
+        assert show("wal_level") == "logical"  # the mounted config_file
+        assert show("max_prepared_transactions") == "10"
+        assert show("listen_addresses") == "127.0.0.1"  # the file's '*' is not honoured
+        assert show("data_checksums") == "on"  # POSTGRES_INITDB_ARGS
+
+
+def test_postgres_init_scripts_run_as_the_image_runs_them(stack: Stack) -> None:
+    db = stack["db"]
+    with psycopg.connect(db.url + "/app") as conn:  # .sql.gz into POSTGRES_DB
+        names = conn.execute("SELECT name FROM accounts ORDER BY id").fetchall()
+        assert names == [("alice",), ("bob",)]
+    with psycopg.connect(db.url + "/reporting") as conn:  # the .sql's \c
+        assert conn.execute("SELECT total FROM daily").fetchone() == (7,)
+    # the .sh edited pg_hba.conf: the role it made gets in without a password
+    url = f"postgresql://reporter@127.0.0.1:{db.port}/reporting"
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("reporter",)
+    log = db.log_path.read_text()
+    assert "running" in log and "01-schema.sql" in log and "02-access.sh" in log
+
+
+def test_valkey_config_file_and_settings_are_in_effect(stack: Stack) -> None:
+    client = redis.Redis.from_url(stack["cache"].url, decode_responses=True)
+    try:
+        assert client.config_get("save") == {"save": "60 1"}
+        assert client.config_get("loglevel") == {"loglevel": "warning"}
+        assert client.config_get("maxmemory") == {"maxmemory": str(64 * 1024 * 1024)}
+        assert client.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+        assert client.execute_command("DEBUG", "SLEEP", "0") == "OK"  # --enable-debug-command
+    finally:
+        client.close()
+
+
+def nats_reply_to_anonymous_connect(port: int) -> tuple[dict[str, object], str]:
+    """The server's INFO, and what it answers a CONNECT without credentials (the wire
+    protocol by hand: a client library would retry)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        reader = sock.makefile("rb")
+        info = json.loads(reader.readline().decode().removeprefix("INFO "))
+        sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
+        return info, reader.readline().decode().strip()
+
+
+def test_nats_auth_and_config_file_are_in_effect(stack: Stack) -> None:
+    bus = stack["bus"]
+    info, answer = nats_reply_to_anonymous_connect(int(bus.port))
+    assert info["auth_required"] is True
+    assert answer == "-ERR 'Authorization Violation'"  # anonymous access refused
+
+    async def with_credentials() -> bool:
+        nc = await nats.connect(bus.url.replace("nats://", "nats://app:bus-pw@"))
+        await nc.publish("hello", b"x")
+        await nc.flush()
+        await nc.close()
+        return True
+
+    assert asyncio.run(with_credentials())
+    with urllib.request.urlopen(f"{bus.monitor_url}/varz", timeout=5) as response:
+        varz = json.load(response)
+    assert varz["max_payload"] == 2 * 1024 * 1024  # from the mounted config
+    assert varz["server_name"] == "bus-from-config"
+    assert varz["jetstream"]["config"]  # -js
+
+
+def test_a_failing_init_sql_names_the_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "initdb").mkdir()
+    (tmp_path / "initdb" / "01-bad.sql").write_text("SELECT 1;\nSELECT * FROM missing_table;\n")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          db:
+            image: postgres
+            environment: { POSTGRES_PASSWORD: pw }
+            volumes: ["./initdb:/docker-entrypoint-initdb.d"]
+    """))  # fmt: skip
+    with pytest.raises(ServiceStartError) as caught, Stack(load_stack(tmp_path / "compose.yaml")):
+        pass
+    message = str(caught.value)
+    assert f"init script {tmp_path / 'initdb' / '01-bad.sql'} failed" in message
+    assert "01-bad.sql:2: ERROR:  relation \"missing_table\" does not exist" in message
+
+
+def test_an_extension_that_is_not_installed_is_named_with_a_remedy(tmp_path: Path) -> None:
+    (tmp_path / "ext.sql.gz").write_bytes(gzip.compress(b"CREATE EXTENSION no_such_ext;\n"))
+    (tmp_path / "stack.toml").write_text(
+        '[services.db]\nuse = "postgres"\ninitdb = ["ext.sql.gz"]\n'
+    )
+    with pytest.raises(ServiceStartError) as caught, Stack.from_file(tmp_path / "stack.toml"):
+        pass
+    message = str(caught.value)
+    assert "the extension 'no_such_ext' is not installed for the PostgreSQL in" in message
+    assert "no_such_ext.control" in message  # where it looked, as the server says
