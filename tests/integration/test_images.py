@@ -129,3 +129,31 @@ def test_an_extension_that_is_not_installed_is_named_with_a_remedy(tmp_path: Pat
     message = str(caught.value)
     assert "the extension 'no_such_ext' is not installed for the PostgreSQL in" in message
     assert "no_such_ext.control" in message  # where it looked, as the server says
+
+
+def test_the_image_tag_picks_the_server_version(tmp_path: Path) -> None:
+    """Two PostgreSQL majors on the machine (the wheel's 18, Debian's 15): the tag chooses;
+    a tag whose version is not installed runs the first found, and `config` says so."""
+    from tests.helpers import run_stacktest
+    from tests.system_packages import require
+
+    require("postgresql-15", "/usr/lib/postgresql/15/bin/postgres")
+    for tag in ("15", "18"):
+        (tmp_path / "compose.yaml").write_text(
+            f"services:\n  db:\n    image: postgres:{tag}-alpine\n"
+            "    environment: { POSTGRES_PASSWORD: pw }\n"
+        )
+        spec = load_stack(tmp_path / "compose.yaml")
+        assert spec.services["db"].options["version"] == tag
+        with Stack(spec) as stack, psycopg.connect(stack["db"].url + "/postgres") as conn:
+            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+            assert version.startswith(f"{tag}."), version
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  db:\n    image: postgres:13\n    environment: { POSTGRES_PASSWORD: pw }\n"
+    )
+    said = run_stacktest("config", "--json", cwd=tmp_path)
+    notes = "\n".join(json.loads(said.stdout)["not_honoured"])
+    assert "services.db: PostgreSQL 13 is asked for and not installed:" in notes
+    assert "apt install postgresql-13" in notes
+    strict = run_stacktest("config", "--strict", cwd=tmp_path)
+    assert strict.returncode == 2 and "PostgreSQL 13 is asked for" in strict.stderr

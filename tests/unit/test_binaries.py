@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stacktest import BinaryNotFound
-from stacktest.providers import nats, postgres, valkey
+from stacktest.providers import binaries, nats, postgres, valkey
 
 
 def test_postgres_explicit_bin_dir_missing(tmp_path: Path) -> None:
@@ -55,3 +55,38 @@ def test_postgres_data_goes_to_memory_only_when_asked_or_usable() -> None:
     assert pgdata.scratch_root(True) == pgdata.SHM
     expected = pgdata.SHM if pgdata._usable_tmpfs() else Path(tempfile.gettempdir())
     assert pgdata.scratch_root("auto") == expected
+
+
+@pytest.mark.parametrize(
+    ("line", "number"),
+    [
+        ("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)", "15.18"),
+        ("postgres (PostgreSQL) 18.1", "18.1"),
+        ("Redis server v=7.2.4 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64", "7.2.4"),
+        ("Valkey server v=8.1.1 sha=00000000:0", "8.1.1"),
+        ("nats-server: v2.10.26", "2.10.26"),
+        ("no version here", None),
+    ],
+)
+def test_the_version_in_a_version_line(line: str, number: str | None) -> None:
+    assert binaries.version_number(line) == number
+
+
+def test_a_version_matches_by_its_leading_parts() -> None:
+    assert binaries.matches("16.4", "16") and binaries.matches("7.2.4", "7.2")
+    assert not binaries.matches("16.4", "1") and not binaries.matches("2.15.1", "2.10")
+    assert not binaries.matches(None, "16")
+
+
+@pytest.mark.parametrize(
+    ("image", "version"),
+    [
+        ("postgres:16", "16"), ("postgres:16.4-alpine", "16.4"), ("docker.io/library/nats:2.10", "2.10"),
+        ("redis:7-alpine@sha256:abc", "7"), ("valkey/valkey:v8.1", "8.1"), ("postgres", None),
+        ("postgres:latest", None), ("redis:alpine", None), ("localhost:5000/postgres:15", "15"),
+    ],
+)  # fmt: skip
+def test_an_image_tag_names_a_version(image: str, version: str | None) -> None:
+    from stacktest.spec.compose.images import tag_version
+
+    assert tag_version(image) == version

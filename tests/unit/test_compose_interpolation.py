@@ -164,7 +164,7 @@ def test_what_a_user_sees_in_stacktest_config(tmp_path: Path, monkeypatch: pytes
     assert config["services"]["app"]["command"] == ["python", "-m", "app", "value"]
     notes = "\n".join(config["not_honoured"])
     assert "variable UNSET_FOR_CONFIG is not set" in notes
-    assert "postgres:16: the installed server runs" in notes  # the tag, interpolated
+    assert config["services"]["db"]["version"] == "16"  # the tag, interpolated: the version
     assert config["services"]["app"]["port"] == 8000  # ${APP_PORT:-8000}, published: pinned
     strict = CliRunner().invoke(app, ["config", "--strict", "-f", str(tmp_path / "compose.yaml")])
     assert strict.exit_code == 2 and "UNSET_FOR_CONFIG is not set (strict" in strict.output

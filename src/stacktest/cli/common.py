@@ -112,7 +112,26 @@ def load_spec(
         )  # fmt: skip
     except ConfigError as exc:
         fail(str(exc), EXIT_USAGE)
+    notes = server_notes(spec)
+    if notes and strict:
+        fail("--strict: a server that would run is not the one asked for:\n  "
+             + "\n  ".join(notes), EXIT_USAGE)  # fmt: skip
+    spec = replace(spec, warnings=(*spec.warnings, *notes))
     return replace(spec, remap_ports=True) if remap_ports else spec
+
+
+def server_notes(spec: StackSpec) -> list[str]:
+    """Per built-in service, what the server that would run is, when it is not the one
+    asked for (an image tag's version, Redis rather than Valkey): said before the start."""
+    from stacktest.providers import provider_for
+
+    notes = []
+    for name, service in spec.services.items():
+        if not service.is_process:
+            note = provider_for(service.use).server_note(service)
+            if note:
+                notes.append(f"services.{name}: {note}")
+    return notes
 
 
 def show_remapped(spec: StackSpec, state: dict[str, Any], console: Any) -> None:

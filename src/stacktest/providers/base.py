@@ -124,3 +124,8 @@ class Provider(abc.ABC):
 
     def doctor(self) -> list[BinaryReport]:
         return []
+
+    def server_note(self, spec: ServiceSpec) -> str | None:
+        """Before anything starts: what to say when the server that would run is not the
+        one asked for (another version; Valkey for Redis). None when it is."""
+        return None

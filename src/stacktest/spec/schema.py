@@ -39,6 +39,7 @@ OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "bin_dir": ((str,), "a directory holding postgres and initdb"),
         "settings": ((dict,), "a table of postgresql.conf settings"),
         "tmpfs": ((bool, str), 'true, false or "auto"'),
+        "version": ((str, int, float), 'the server version to run, e.g. "16" (an image tag)'),
     },
     "valkey": {
         "password": ((str, bool), "a string, or true to generate one"),
@@ -46,12 +47,14 @@ OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "settings": ((dict,), "a table of server config settings"),
         "persistence": ((bool,), "true or false"),
         "config": ((str,), "a server config file (redis.conf / valkey.conf)"),
+        "version": ((str, int, float), 'the server version to run, e.g. "16" (an image tag)'),
     },
     "nats": {
         "jetstream": ((bool,), "true or false"),
         "bin_dir": ((str,), "a directory holding nats-server"),
         "args": ((list,), "a list of extra nats-server arguments"),
         "config": ((str,), "a nats-server config file"),
+        "version": ((str, int, float), 'the server version to run, e.g. "16" (an image tag)'),
     },
 }
 OPTIONS["redis"] = OPTIONS["valkey"]

@@ -19,6 +19,7 @@ each of those, when the file sets it, is a note saying so.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -285,4 +286,16 @@ def read_image(
         "nats": lambda: image.nats(args),
     }[kind]
     read()
+    version = tag_version(body.get("image"))
+    if version is not None:
+        image.options["version"] = version
     return {"use": kind, **image.options}, image.notes, image.mounts.used
+
+
+def tag_version(image: Any) -> str | None:
+    """The server version an image tag names: ``postgres:16.4-alpine`` -> ``16.4``,
+    ``nats:2.10`` -> ``2.10``; None for ``latest``, ``alpine`` or no tag."""
+    name = str(image or "").split("@")[0].rsplit("/", 1)[-1]
+    tag = name.partition(":")[2]
+    match = re.match(r"v?(\d+(?:\.\d+)*)", tag)
+    return match.group(1) if match else None

@@ -284,9 +284,7 @@ class Translator:
             elif name == "image":
                 if not builtin:
                     self.note(where, f"{value}: not run; x-stacktest.command runs instead")
-                elif ":" in str(value).rsplit("/", 1)[-1]:
-                    self.note(where, f"{value}: the installed server runs, whatever its version "
-                              "(`stacktest doctor` shows which)")  # fmt: skip
+                # a built-in's tag is its `version`: which runs is said before the start
             elif name in ("command", "entrypoint") and builtin:
                 pass  # read as the image reads it (images.py), with notes of its own
             elif name == "command" and "command" in ext:
