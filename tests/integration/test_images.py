@@ -157,3 +157,45 @@ def test_the_image_tag_picks_the_server_version(tmp_path: Path) -> None:
     assert "apt install postgresql-13" in notes
     strict = run_stacktest("config", "--strict", cwd=tmp_path)
     assert strict.returncode == 2 and "PostgreSQL 13 is asked for" in strict.stderr
+
+
+def memcached_command(port: int, command: bytes, until: bytes = b"END\r\n") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(command)
+        data = b""
+        while not data.endswith(until):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def test_memcached_runs_with_the_image_flags(tmp_path: Path) -> None:
+    from tests.system_packages import require
+
+    require("memcached", "memcached")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          cache:
+            image: memcached:1.6-alpine
+            command: memcached -m 128 -c 512 -p 11211 -v
+          app:
+            build: .
+            environment: { MEMCACHE_SERVERS: "cache:11211" }
+            x-stacktest: { command: [python, -c, "import os, time; print(os.environ['MEMCACHE_SERVERS'], flush=True); time.sleep(60)"] }
+    """))  # fmt: skip
+    spec = load_stack(tmp_path / "compose.yaml")
+    assert spec.services["cache"].options["args"] == ["-m", "128", "-c", "512", "-v"]
+    assert "cache.command: -p 11211: the server listens on the port stacktest gives it" in (
+        "\n".join(spec.warnings)
+    )
+    with Stack(spec) as stack:
+        port = int(stack["cache"].port)
+        stored = memcached_command(port, b"set greeting 0 0 5\r\nhello\r\n", until=b"\r\n")
+        assert stored == b"STORED\r\n"
+        got = memcached_command(port, b"get greeting\r\n")
+        assert got == b"VALUE greeting 0 5\r\nhello\r\nEND\r\n"
+        settings = memcached_command(port, b"stats settings\r\n").decode()
+        assert "STAT maxbytes 134217728" in settings and "STAT maxconns 512" in settings
+        assert f"127.0.0.1:{port}" in stack["app"].log_path.read_text()  # cache:11211, local

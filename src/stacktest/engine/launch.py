@@ -220,6 +220,7 @@ def waited_for(instance: Instance) -> str:
             "valkey": "PING answered with PONG",
             "redis": "PING answered with PONG",
             "nats": "its monitoring endpoint /healthz to answer 200",
+            "memcached": "a `version` command answered",
         }.get(instance.spec.use, "its readiness check") + own
     if check is None:
         return "the process to start"

@@ -18,9 +18,13 @@ def provider_for(kind: str) -> Provider:
         from stacktest.providers.nats import NatsProvider
 
         return NatsProvider()
+    if kind == "memcached":
+        from stacktest.providers.memcached import MemcachedProvider
+
+        return MemcachedProvider()
     from stacktest.providers.process import ProcessProvider
 
     return ProcessProvider()
 
 
-ALL_KINDS = ("postgres", "valkey", "redis", "nats")
+ALL_KINDS = ("postgres", "valkey", "redis", "nats", "memcached")

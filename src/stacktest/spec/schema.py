@@ -57,6 +57,11 @@ OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "version": ((str, int, float), 'the server version to run, e.g. "16" (an image tag)'),
     },
 }
+OPTIONS["memcached"] = {
+    "args": ((list,), "a list of memcached arguments (-m 64, -c 1024, -I 2m ...)"),
+    "bin_dir": ((str,), "a directory holding memcached"),
+    "version": ((str, int, float), 'the server version to run, e.g. "1.6"'),
+}
 OPTIONS["redis"] = OPTIONS["valkey"]
 
 _COMMON_FIELDS = frozenset({"name", "host", "port", "url", "run_dir", "data_dir"})
@@ -68,6 +73,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "valkey": _COMMON_FIELDS | {"password"},
     "redis": _COMMON_FIELDS | {"password"},
     "nats": _COMMON_FIELDS | {"monitor_port", "monitor_url"},
+    "memcached": _COMMON_FIELDS,
 }
 
 #: Fields that hold secrets: redacted in ``config``, ``status`` and logs.

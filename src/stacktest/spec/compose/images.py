@@ -33,6 +33,18 @@ PROGRAMS = {
     "redis": ("docker-entrypoint.sh", "redis-server", "valkey-server"),
     "valkey": ("docker-entrypoint.sh", "valkey-server", "redis-server"),
     "nats": ("nats-server", "/nats-server"),
+    "memcached": ("docker-entrypoint.sh", "memcached"),
+}
+#: memcached flags stacktest owns.
+MEMCACHED_OWNED = {
+    ("-l", "--listen"): "the server listens on 127.0.0.1 only",
+    ("-p", "--port"): "the server listens on the port stacktest gives it (the published port, "
+    "if any)",
+    ("-U", "--udp-port"): "UDP is off (stacktest's fault proxies are TCP)",
+    ("-s", "--unix-socket"): "the server listens on TCP",
+    ("-d", "--daemon"): "the server runs in the foreground, supervised",
+    ("-u", "--user"): "the server runs as the user running stacktest (nobody as root)",
+    ("-P", "--pidfile"): "stacktest tracks the process itself",
 }
 #: postgres' one-letter options that stand for a setting (postgres --help).
 PG_SHORT = {"-B": "shared_buffers", "-N": "max_connections", "-S": "work_mem",
@@ -271,6 +283,25 @@ class Image:
             self.options["args"] = passed
 
 
+    # -- memcached ------------------------------------------------------------------------
+    def memcached(self, args: list[str]) -> None:
+        owned = {flag: why for flags, why in MEMCACHED_OWNED.items() for flag in flags}
+        passed: list[str] = []
+        i = 0
+        while i < len(args):
+            arg, i = args[i], i + 1
+            flag = arg.partition("=")[0]
+            if flag in owned:
+                takes_value = "=" not in arg and flag != "-d" and flag != "--daemon"
+                shown = f"{arg} {args[i]}" if takes_value and i < len(args) else arg
+                i += 1 if takes_value else 0
+                self.note("command", f"{shown}: {owned[flag]}")
+            else:
+                passed.append(arg)
+        if passed:
+            self.options["args"] = passed
+
+
 def read_image(
     key: str, kind: str, body: Mapping[str, Any], env: Mapping[str, str], project_dir: Path,
     failing: Failing,
@@ -284,6 +315,7 @@ def read_image(
         "redis": lambda: image.redis(args, env),
         "valkey": lambda: image.redis(args, env),
         "nats": lambda: image.nats(args),
+        "memcached": lambda: image.memcached(args),
     }[kind]
     read()
     version = tag_version(body.get("image"))

@@ -17,6 +17,7 @@ IMAGES: dict[str, tuple[str, int]] = {
     "redis-stack-server": ("redis", 6379),
     "valkey": ("valkey", 6379),
     "nats": ("nats", 4222),
+    "memcached": ("memcached", 11211),
 }
 
 
