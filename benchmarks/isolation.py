@@ -29,8 +29,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from stacktest.providers.pgbin import find_bin_dir
 from stacktest.providers.pgdata import SHM
-from stacktest.providers.postgres import find_bin_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from startup import ROOT_WRAPPER  # the benchmarks share the root pg_ctl wrapper

@@ -26,7 +26,7 @@ from pathlib import Path
 import psycopg
 
 from stacktest import Stack
-from stacktest.providers.postgres import find_bin_dir
+from stacktest.providers.pgbin import find_bin_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart" / "stack.toml"

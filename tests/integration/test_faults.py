@@ -24,7 +24,7 @@ from stacktest import Stack, eventually
 from stacktest.errors import FaultError
 from stacktest.faults import nemesis as nem
 from stacktest.faults.history import History, counter
-from stacktest.providers.postgres import find_bin_dir
+from stacktest.providers.pgbin import find_bin_dir
 from tests.helpers import run_stacktest
 
 pytestmark = pytest.mark.integration

