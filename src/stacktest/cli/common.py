@@ -150,7 +150,7 @@ def show_warnings(spec: StackSpec, console: Any) -> None:
         console.print(f"[yellow]warning:[/] {len(spec.warnings)} thing(s) in {spec.source.name} "
                       "not honoured as written (`stacktest config` lists them):")  # fmt: skip
         for warning in spec.warnings:
-            console.print(f"  - {escape(warning)}")
+            console.print(f"  - {escape(warning)}", soft_wrap=True)  # paths stay whole
 
 
 def run_dir_for(file: list[Path] | None) -> RunDir:

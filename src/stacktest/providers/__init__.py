@@ -18,6 +18,10 @@ def provider_for(kind: str) -> Provider:
         from stacktest.providers.nats import NatsProvider
 
         return NatsProvider()
+    if kind == "mariadb":
+        from stacktest.providers.mariadb import MariadbProvider
+
+        return MariadbProvider()
     if kind == "memcached":
         from stacktest.providers.memcached import MemcachedProvider
 
@@ -27,4 +31,4 @@ def provider_for(kind: str) -> Provider:
     return ProcessProvider()
 
 
-ALL_KINDS = ("postgres", "valkey", "redis", "nats", "memcached")
+ALL_KINDS = ("postgres", "valkey", "redis", "nats", "memcached", "mariadb")

@@ -62,6 +62,18 @@ OPTIONS["memcached"] = {
     "bin_dir": ((str,), "a directory holding memcached"),
     "version": ((str, int, float), 'the server version to run, e.g. "1.6"'),
 }
+OPTIONS["mariadb"] = {
+    "databases": ((list,), "a list of database names"),
+    "user": ((str,), "a user name (root: the root account)"),
+    "password": ((str,), "the user's password (generated per run when not given)"),
+    "root_password": ((str,), "root's password (generated per run when not given)"),
+    "initdb": ((list, str), "a list of init scripts or directories (the image's initdb.d)"),
+    "settings": ((dict,), "a table of server variables"),
+    "args": ((list,), "a list of extra mariadbd arguments"),
+    "config": ((str,), "a my.cnf read in place of the defaults"),
+    "bin_dir": ((str,), "a directory holding mariadbd"),
+    "version": ((str, int, float), 'the server version to run, e.g. "10.11"'),
+}
 OPTIONS["redis"] = OPTIONS["valkey"]
 
 _COMMON_FIELDS = frozenset({"name", "host", "port", "url", "run_dir", "data_dir"})
@@ -74,10 +86,11 @@ FIELDS: dict[str, frozenset[str]] = {
     "redis": _COMMON_FIELDS | {"password"},
     "nats": _COMMON_FIELDS | {"monitor_port", "monitor_url"},
     "memcached": _COMMON_FIELDS,
+    "mariadb": _COMMON_FIELDS | {"user", "password", "root_password", "database", "socket"},
 }
 
 #: Fields that hold secrets: redacted in ``config``, ``status`` and logs.
-SECRET_FIELDS = frozenset({"password"})
+SECRET_FIELDS = frozenset({"password", "root_password"})
 
 
 def type_name(value: Any) -> str:

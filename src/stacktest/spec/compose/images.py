@@ -34,6 +34,15 @@ PROGRAMS = {
     "valkey": ("docker-entrypoint.sh", "valkey-server", "redis-server"),
     "nats": ("nats-server", "/nats-server"),
     "memcached": ("docker-entrypoint.sh", "memcached"),
+    "mariadb": ("docker-entrypoint.sh", "mariadbd", "mysqld"),
+}
+MARIADB_OWNED = {
+    "port": "the server listens on the port stacktest gives it (the published port, if any)",
+    "bind-address": "the server listens on 127.0.0.1 only",
+    "socket": "the socket is in the run's private directory",
+    "datadir": "the data directory is the run's own", "user": "the server runs as you",
+    "pid-file": "stacktest tracks the process itself", "skip-networking": "clients use TCP",
+    "log-error": "the server's log is the service's log (`stacktest logs`)",
 }
 #: memcached flags stacktest owns.
 MEMCACHED_OWNED = {
@@ -283,6 +292,45 @@ class Image:
             self.options["args"] = passed
 
 
+    # -- mariadb / mysql ------------------------------------------------------------------
+    def mariadb(self, args: list[str], env: Mapping[str, str], image: str) -> None:
+        def var(name: str) -> str | None:  # MARIADB_X, or the image's older MYSQL_X
+            return env.get(f"MARIADB_{name}", env.get(f"MYSQL_{name}"))
+
+        if image.split("@")[0].rsplit("/", 1)[-1].split(":")[0] == "mysql":
+            self.note("image", f"{image}: MariaDB runs in its place (the same protocol and "
+                      "SQL for most uses; MySQL 8's own features and version differ)")
+        database, user = var("DATABASE"), var("USER")
+        if database:
+            self.options["databases"] = [database]
+        if user and user != "root":
+            self.options["user"] = user
+            if var("PASSWORD") is not None:
+                self.options["password"] = var("PASSWORD")
+        root = var("ROOT_PASSWORD")
+        if var("ROOT_PASSWORD_FILE"):
+            path = self.container_file("environment", str(var("ROOT_PASSWORD_FILE")))
+            root = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        if root is not None:
+            self.options["root_password"] = root
+        elif (var("ALLOW_EMPTY_ROOT_PASSWORD") or var("ALLOW_EMPTY_PASSWORD")) in ("1", "yes"):
+            self.options["root_password"] = ""
+        elif not var("RANDOM_ROOT_PASSWORD"):
+            self.note("environment", "no root password is set: the image would refuse to "
+                      "start; stacktest makes one up ({SERVICE.root_password})")
+        passed: list[str] = []
+        for arg in args:
+            name = arg.removeprefix("--").partition("=")[0].replace("_", "-")
+            if arg.startswith("--") and name in MARIADB_OWNED:
+                self.note("command", f"{arg}: {MARIADB_OWNED[name]}")
+            else:
+                passed.append(arg)
+        if passed:
+            self.options["args"] = passed
+        initdb = self.mounts.initdb()
+        if initdb:
+            self.options["initdb"] = initdb
+
     # -- memcached ------------------------------------------------------------------------
     def memcached(self, args: list[str]) -> None:
         owned = {flag: why for flags, why in MEMCACHED_OWNED.items() for flag in flags}
@@ -316,6 +364,7 @@ def read_image(
         "valkey": lambda: image.redis(args, env),
         "nats": lambda: image.nats(args),
         "memcached": lambda: image.memcached(args),
+        "mariadb": lambda: image.mariadb(args, env, str(body.get("image"))),
     }[kind]
     read()
     version = tag_version(body.get("image"))

@@ -18,6 +18,8 @@ IMAGES: dict[str, tuple[str, int]] = {
     "valkey": ("valkey", 6379),
     "nats": ("nats", 4222),
     "memcached": ("memcached", 11211),
+    "mariadb": ("mariadb", 3306),
+    "mysql": ("mariadb", 3306),
 }
 
 
