@@ -199,3 +199,67 @@ def test_memcached_runs_with_the_image_flags(tmp_path: Path) -> None:
         settings = memcached_command(port, b"stats settings\r\n").decode()
         assert "STAT maxbytes 134217728" in settings and "STAT maxconns 512" in settings
         assert f"127.0.0.1:{port}" in stack["app"].log_path.read_text()  # cache:11211, local
+
+
+def test_mariadb_as_the_image_runs_it(tmp_path: Path) -> None:
+    """The image's variables, flags and init files; readiness by a real query; clients
+    over TCP with the passwords the file gives, and none without them."""
+    import pymysql
+
+    from tests.system_packages import require
+
+    require("mariadb-server", "mariadb", "/usr/sbin/mariadbd")
+    project = tmp_path / "mariadb"
+    shutil.copytree(CORPUS / "mariadb", project)
+    spec = load_stack(project / "compose.yaml")
+    db = spec.services["db"]
+    assert db.use == "mariadb" and db.options["databases"] == ["shop"]
+    assert db.options["args"] == ["--character-set-server=utf8mb4", "--max-connections=77"]
+    notes = "\n".join(spec.warnings)
+    assert "db.command: --port=3307: the server listens on the port stacktest gives it" in notes
+    assert "db.healthcheck: the image's healthcheck.sh is not run" in notes
+    with Stack(spec) as stack:
+        port = int(stack["db"].port)
+
+        def connect(user: str, password: str, database: str | None = None):  # type: ignore[no-untyped-def]
+            return pymysql.connect(host="127.0.0.1", port=port, user=user, password=password,
+                                   database=database, connect_timeout=5)  # fmt: skip
+
+        with connect("shop", "shop-pw", "shop") as conn, conn.cursor() as cur:
+            cur.execute("SELECT name FROM items ORDER BY id")
+            assert [r[0] for r in cur.fetchall()] == ["widget", "from-gzip", "from-sh"]
+            cur.execute("SELECT @@max_connections, @@character_set_server")
+            assert cur.fetchone() == (77, "utf8mb4")
+        with connect("shop", "shop-pw", "reporting") as conn, conn.cursor() as cur:
+            cur.execute("SELECT DATABASE()")  # made by the .sh, with root's password
+            assert cur.fetchone() == ("reporting",)
+        with connect("root", "root-pw") as conn, conn.cursor() as cur:
+            cur.execute("SELECT CURRENT_USER()")
+            assert cur.fetchone() == ("root@%",)
+        for user, password in (("root", ""), ("root", "wrong"), ("shop", "")):
+            with pytest.raises(pymysql.err.OperationalError, match="Access denied"):
+                connect(user, password)
+        assert stack["db"].url == f"mysql://shop:shop-pw@127.0.0.1:{port}"
+
+
+def test_mariadb_from_a_stack_file_with_generated_passwords(tmp_path: Path) -> None:
+    import pymysql
+
+    from tests.system_packages import require
+
+    require("mariadb-server", "mariadb", "/usr/sbin/mariadbd")
+    (tmp_path / "stack.toml").write_text(
+        '[services.db]\nuse = "mariadb"\ndatabases = ["app"]\nuser = "app"\n'
+        'settings = { max_connections = 42 }\n'
+    )
+    with Stack.from_file(tmp_path / "stack.toml") as stack:
+        db = stack["db"]
+        assert db.password and db.password != db.root_password
+        with pymysql.connect(host=db.host, port=int(db.port), user="app", password=db.password,
+                             database="app") as conn, conn.cursor() as cur:  # fmt: skip
+            cur.execute("SELECT @@max_connections")
+            assert cur.fetchone() == (42,)
+        stack.restart("db")  # the data and the passwords stay
+        with pymysql.connect(host=db.host, port=int(db.port), user="root",
+                             password=db.root_password) as conn:  # fmt: skip
+            assert conn.open

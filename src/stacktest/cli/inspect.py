@@ -263,8 +263,8 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
         if s.ready:  # (a built-in server's own check, run after its protocol check)
             entry["ready"] = {k: v for k, v in vars(s.ready).items() if v not in ("", (), None)}
         options = dict(s.options)
-        if options.get("password"):
-            options["password"] = "****"
+        for key in [k for k in options if k.endswith("password") and options[k]]:
+            options[key] = "****"  # password, root_password
         if options.get("args"):  # nats-server --pass X, --auth TOKEN
             options["args"] = _hide_flag_values(options["args"])
         if isinstance(options.get("settings"), dict):  # redis masterauth ...

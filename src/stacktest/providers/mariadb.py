@@ -34,7 +34,7 @@ from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, g
 from stacktest.providers.pgdata import cache_root, scratch_root
 from stacktest.spec.model import ServiceSpec
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 INSTALL_HINT = "install MariaDB: apt install mariadb-server (brew install mariadb)"
 SYSTEM_DIRS = [
     "/usr/sbin",
@@ -167,7 +167,7 @@ class MariadbProvider(Provider):
             "initdb": scripts,
             "settings": self._settings(instance),
             "env": dict(instance.env) if scripts else {},
-            "passwords": [options.get("password"), options.get("root_password")],  # set in it
+            "setup": self._setup_sql(instance),  # accounts, databases, given passwords
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -248,6 +248,9 @@ class MariadbProvider(Provider):
                         hint=lambda text, file: f"fix {file}; the client names the line",
                     )
                     env_for_scripts = {**instance.env, "MYSQL_UNIX_PORT": str(socket)}
+                    # clients read the system's my.cnf (its socket is the container's path);
+                    # ~/.my.cnf comes after it and wins (HOME is `work` for the scripts)
+                    (work / ".my.cnf").write_text(f"[client]\nsocket={socket}\n")
                     try:
                         await initdb.run_scripts(
                             server, options["initdb"], env_for_scripts, work, work / "initdb.log"
@@ -264,9 +267,9 @@ class MariadbProvider(Provider):
                         await proc.wait()
                 log.close()
             (data / "mariadbd.pid").unlink(missing_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)
             if (work / "initdb.log").exists():
                 shutil.copyfile(work / "initdb.log", target.with_name(target.name + ".initdb.log"))
-            target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
             await asyncio.to_thread(shutil.copytree, data, staging / "data", symlinks=True)
             with contextlib.suppress(OSError):  # another runner built it first: as good
@@ -303,7 +306,11 @@ class MariadbProvider(Provider):
         lines = [
             f"CREATE DATABASE IF NOT EXISTS {quote(db)};" for db in options.get("databases", [])
         ]
+        # as the image: no anonymous accounts, root at localhost (the socket) and '%' only
+        # (mariadb-install-db also makes root@127.0.0.1 with no password)
         lines += [
+            "DELETE FROM mysql.global_priv WHERE User = '' OR Host NOT IN ('localhost', '%');",
+            "FLUSH PRIVILEGES;",
             "CREATE USER IF NOT EXISTS 'root'@'%';",
             "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;",
         ]
@@ -341,13 +348,13 @@ class MariadbProvider(Provider):
         private = Path(instance.scratch["private_dir"])
         data = private / "data"
         private.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not data.exists():
+        if not data.exists():  # (a restart keeps the data, and the passwords set in it)
             await asyncio.to_thread(shutil.copytree, cached, data, symlinks=True)
+            instance.scratch["passwords_set"] = ""
         link = instance.data_dir / "data"
         if not link.is_symlink():
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(data)
-        instance.scratch["passwords_set"] = ""
         argv = self._server_argv(
             instance, tools, data, Path(instance.fields["socket"]), networking=True
         )
@@ -451,10 +458,13 @@ class MariadbProvider(Provider):
         except Exception as exc:
             looked = tuple(getattr(exc, "looked_in", ()))
             return [BinaryReport("mariadb", "mariadbd", None, None, looked, INSTALL_HINT)]
+        # (mariadb-install-db has no harmless --version: it would initialise /var/lib/mysql)
         return [
-            BinaryReport("mariadb", path.name, path, binaries.version_of(path), (), INSTALL_HINT)
-            for path in tools.values()
-        ]
+            BinaryReport("mariadb", path.name, path,
+                         None if role == "install_db" else binaries.version_of(path), (),
+                         INSTALL_HINT)
+            for role, path in tools.items()
+        ]  # fmt: skip
 
 
 def _append(log: Path, data: Any) -> None:

@@ -164,7 +164,8 @@ class Translator:
         if image is not None and builtin:
             others = {8222: "{monitor_port}"} if image[0] == "nats" else None
             check = body.get("healthcheck")
-            if "healthcheck.sh" in str((check or {}).get("test") if isinstance(check, dict) else ""):
+            test = check.get("test") if isinstance(check, dict) else None
+            if "healthcheck.sh" in str(test):
                 # the mariadb image's own script: not on this machine; its probe stands in
                 self.note(f"{key}.healthcheck", "the image's healthcheck.sh is not run: "
                           "stacktest's own check (a real query) stands for it")
