@@ -263,3 +263,54 @@ def test_mariadb_from_a_stack_file_with_generated_passwords(tmp_path: Path) -> N
         with pymysql.connect(host=db.host, port=int(db.port), user="root",
                              password=db.root_password) as conn:  # fmt: skip
             assert conn.open
+
+
+def test_a_redis_replica_and_a_nats_cluster_of_services(tmp_path: Path) -> None:
+    """--replicaof SERVICE PORT is a real replica of that service; three NATS servers whose
+    --routes name each other are one cluster: routes connected, a message crosses."""
+    from stacktest import eventually
+
+    project = tmp_path / "cluster"
+    shutil.copytree(CORPUS / "cluster", project)
+    with Stack(load_stack(project / "compose.yaml")) as stack:
+        primary = redis.Redis.from_url(stack["redis-primary"].url, decode_responses=True)
+        replica = redis.Redis.from_url(stack["redis-replica"].url, decode_responses=True)
+        try:
+            primary.set("greeting", "hello")
+            assert eventually(lambda: replica.get("greeting") == "hello", timeout=10)
+            info = replica.info("replication")
+            assert info["role"] == "slave" and info["master_link_status"] == "up"
+            assert info["master_port"] == int(stack["redis-primary"].port)
+        finally:
+            primary.close()
+            replica.close()
+
+        def routes(name: str) -> int:
+            url = f"{stack[name].monitor_url}/routez"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(json.load(response)["num_routes"])
+
+        for name in ("nats-1", "nats-2", "nats-3"):
+            assert eventually(lambda name=name: routes(name) >= 2, timeout=15), name
+
+        async def crosses() -> bytes:
+            sub = await nats.connect(stack["nats-2"].url)
+            pub = await nats.connect(stack["nats-3"].url)
+            try:
+                inbox = await sub.subscribe("orders.created")
+                await sub.flush()
+                # interest propagates over the routes; publish until it arrives
+                for _ in range(50):
+                    await pub.publish("orders.created", b"order-1")
+                    await pub.flush()
+                    try:
+                        message = await inbox.next_msg(timeout=0.2)
+                        return bytes(message.data)
+                    except nats.errors.TimeoutError:
+                        continue
+                raise AssertionError("no message crossed the cluster")
+            finally:
+                await sub.close()
+                await pub.close()
+
+        assert asyncio.run(crosses()) == b"order-1"

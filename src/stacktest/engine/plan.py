@@ -126,6 +126,14 @@ def render_instance(instance: Instance, plan: Plan, base_dir: Path) -> None:
         return plan.fields_seen_by(spec.name, ref.service)[ref.field]
 
     instance.env = {key: render(value, resolve) for key, value in spec.env.items()}
+    instance.options = dict(spec.options)
+    if isinstance(spec.options.get("args"), list):
+        instance.options["args"] = [render(str(a), resolve) for a in spec.options["args"]]
+    if isinstance(spec.options.get("settings"), dict):
+        instance.options["settings"] = {
+            k: render(v, resolve) if isinstance(v, str) else v
+            for k, v in spec.options["settings"].items()
+        }
     if spec.is_process:
         instance.command = [render(arg, resolve) for arg in spec.command]
         cwd = Path(render(spec.cwd, resolve)) if spec.cwd else base_dir

@@ -35,6 +35,9 @@ class Instance:
     extra_ports: dict[str, int] = field(default_factory=dict)
     #: ``command``, ``cwd``, ``env`` and ``ready`` with every reference filled in.
     command: list[str] = field(default_factory=list)
+    #: A built-in's ``args`` and ``settings`` with every reference filled in (a replica's
+    #: ``replicaof = "{primary.host} {primary.port}"``); the rest of its options as given.
+    options: dict[str, Any] = field(default_factory=dict)
     cwd: Path | None = None
     env: dict[str, str] = field(default_factory=dict)
     ready: ReadyCheck | None = None

@@ -172,7 +172,8 @@ class MariadbProvider(Provider):
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
 
     def _settings(self, instance: Instance) -> dict[str, str]:
-        own = {k: str(v) for k, v in instance.spec.options.get("settings", {}).items()}
+        rendered = instance.options or instance.spec.options  # references filled in
+        own = {k: str(v) for k, v in rendered.get("settings", {}).items()}
         return {**DEFAULT_SETTINGS, **own}
 
     def _server_argv(
@@ -198,7 +199,8 @@ class MariadbProvider(Provider):
         else:
             argv += ["--skip-networking"]
         argv += [f"--{k.replace('_', '-')}={v}" for k, v in self._settings(instance).items()]
-        return argv + [str(a) for a in options.get("args", [])]
+        rendered = instance.options or options  # references filled in
+        return argv + [str(a) for a in rendered.get("args", [])]
 
     async def _build_cache(self, instance: Instance, tools: dict[str, Path], target: Path) -> None:
         options = instance.spec.options

@@ -65,7 +65,7 @@ class MemcachedProvider(Provider):
         argv = [str(server), "-l", instance.host, "-p", str(instance.port), "-U", "0"]
         if os.geteuid() == 0:
             argv += ["-u", "nobody"]
-        argv += [str(a) for a in options.get("args", [])]
+        argv += [str(a) for a in (instance.options or options).get("args", [])]
         return Launch(argv=argv, env={**os.environ, **instance.env}, cwd=instance.data_dir)
 
     async def probe(self, instance: Instance) -> bool:

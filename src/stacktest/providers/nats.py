@@ -66,7 +66,7 @@ def _names_itself(config: str | None) -> bool:
 
 class NatsProvider(Provider):
     kind = "nats"
-    extra_ports = ("monitor",)
+    extra_ports = ("monitor", "cluster")
 
     def plan(self, instance: Instance) -> None:
         monitor = instance.extra_ports["monitor"]
@@ -75,6 +75,8 @@ class NatsProvider(Provider):
             port=str(instance.port),
             url=f"nats://{instance.host}:{instance.port}",
             monitor_port=str(monitor),
+            # where routes from other servers of a cluster connect (--cluster, --routes)
+            cluster_port=str(instance.extra_ports["cluster"]),
             monitor_url=f"http://{instance.host}:{monitor}",
         )
 
@@ -96,7 +98,7 @@ class NatsProvider(Provider):
             argv += ["-n", f"stacktest-{instance.name}"]
         if options.get("jetstream"):
             argv += ["-js", "-sd", str(instance.data_dir / "jetstream")]
-        argv += list(options.get("args", []))
+        argv += list((instance.options or options).get("args", []))  # references filled in
         return Launch(argv=argv, env={**os.environ, **instance.env}, cwd=instance.data_dir)
 
     async def probe(self, instance: Instance) -> bool:

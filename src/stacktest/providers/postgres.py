@@ -335,7 +335,7 @@ class PostgresProvider(Provider):
         """The server's settings: stacktest's defaults under the service's own (``-c`` in
         a compose command, ``settings`` in the stack file), what a local run owns on top.
         With a config file of the user's, only the owned defaults are added."""
-        own = _as_text(instance.spec.options.get("settings", {}))
+        own = _as_text((instance.options or instance.spec.options).get("settings", {}))
         base = (
             {k: v for k, v in DEFAULT_SETTINGS.items() if k in OWNED_SETTINGS}
             if "config_file" in own

@@ -151,7 +151,7 @@ class ValkeyProvider(Provider):
             argv += ["--requirepass", instance.fields["password"]]
         if "unix_socket" in instance.scratch:
             argv += ["--unixsocket", instance.scratch["unix_socket"], "--unixsocketperm", "700"]
-        for key, value in options.get("settings", {}).items():
+        for key, value in (instance.options or options).get("settings", {}).items():
             if isinstance(value, bool):
                 value = "yes" if value else "no"
             # `save = "60 1"` is two arguments, as on redis-server's command line; "" is one

@@ -491,6 +491,10 @@ class _Parser:
                     (f"{key}.ready.command[{i}]", a) for i, a in enumerate(spec.ready.argv)
                 ]
         templated += [(f"{key}.env.{var}", value) for var, value in spec.env.items()]
+        args = spec.options.get("args")
+        templated += [(f"{key}.args[{i}]", str(a)) for i, a in enumerate(args or [])]
+        settings = spec.options.get("settings") or {}
+        templated += [(f"{key}.settings.{k}", v) for k, v in settings.items() if isinstance(v, str)]
         for where, text in templated:
             try:
                 refs = references(text)

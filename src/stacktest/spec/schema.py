@@ -84,7 +84,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "postgres": _COMMON_FIELDS | {"user", "password", "database", "socket_dir"},
     "valkey": _COMMON_FIELDS | {"password"},
     "redis": _COMMON_FIELDS | {"password"},
-    "nats": _COMMON_FIELDS | {"monitor_port", "monitor_url"},
+    "nats": _COMMON_FIELDS | {"monitor_port", "monitor_url", "cluster_port"},
     "memcached": _COMMON_FIELDS,
     "mariadb": _COMMON_FIELDS | {"user", "password", "root_password", "database", "socket"},
 }

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from stacktest.spec.compose.values import INITDB, Failing, is_bind, volume_parts
+from stacktest.spec.compose.values import INITDB, Failing, is_bind, literal, volume_parts
 
 #: Programs an image's command may name before the server's own arguments.
 PROGRAMS = {
@@ -87,8 +87,8 @@ NATS_OWNED = {
     ("-sd", "--store_dir"): "JetStream's store is in the run's data directory",
     ("-P", "--pid"): "stacktest tracks the process itself",
     ("-l", "--log"): "the server's log is the service's log (`stacktest logs`)",
-    ("--cluster", "--cluster_listen", "--routes", "--cluster_advertise"): "not passed: "
-    "clustering services of one stack is not supported yet (each server runs alone)",
+    ("--cluster_advertise", "--client_advertise"): "not passed: the servers reach each "
+    "other on 127.0.0.1 at the ports stacktest gives them",
 }
 NATS_BARE = {"-js", "--jetstream", "-D", "-V", "-DV", "-DVV", "--debug", "--trace", "-T",
              "--logtime", "-s", "--syslog"}  # fmt: skip
@@ -129,7 +129,12 @@ class Mounts:
 class Image:
     """One built-in service's command and environment, read as its image reads them."""
 
-    def __init__(self, key: str, kind: str, failing: Failing, mounts: Mounts) -> None:
+    def __init__(
+        self, key: str, kind: str, failing: Failing, mounts: Mounts,
+        peers: Mapping[str, int | None], kinds: Mapping[str, str | None],
+    ) -> None:  # fmt: skip
+        #: Every service's container port, and its built-in kind (None: a process).
+        self.peers, self.kinds = peers, kinds
         self.key = key
         self.kind = kind
         self.failing = failing
@@ -198,9 +203,9 @@ class Image:
             if name in PG_OWNED:
                 self.note("command", f"{arg} {name}={value}: {PG_OWNED[name]}")
                 continue
-            if name in PG_FILES:
-                value = self.container_file("command", value)
-            settings[name] = value
+            # a file is the mounted host file; braces are the server's, not references
+            file = name in PG_FILES
+            settings[name] = self.container_file("command", value) if file else literal(value)
         if settings:
             self.options["settings"] = settings
         self.postgres_env(env)
@@ -255,11 +260,10 @@ class Image:
                 self.options["password"] = value
             elif name == "appendonly" and value in ("yes", "no"):
                 self.options["persistence"] = value == "yes"
-            elif name in ("replicaof", "slaveof"):
-                self.note("command", f"--{name} {value}: not passed: replication between "
-                          "services of one stack is not supported yet")  # fmt: skip
+            elif name in ("replicaof", "slaveof") and len(values) == 2:
+                settings["replicaof"] = self.peer_address(values[0], values[1], f"--{name}")
             else:
-                settings[name] = value
+                settings[name] = literal(value)
         if settings:
             self.options["settings"] = settings
         if "password" not in self.options and env.get("REDIS_PASSWORD"):
@@ -283,13 +287,40 @@ class Image:
                 self.options["jetstream"] = True
             elif flag in ("-c", "--config") and value is not None:
                 self.options["config"] = self.container_file("command", value)
+            elif flag in ("--cluster", "--cluster_listen") and value is not None:
+                # the cluster listener: on 127.0.0.1, at a port of its own
+                passed += [flag, "nats://127.0.0.1:{cluster_port}"]
+            elif flag == "--routes" and value is not None:
+                passed += [flag, ",".join(self.route(r) for r in value.split(",") if r)]
             elif flag in owned:
                 shown = arg if value is None or eq else f"{arg} {value}"
                 self.note("command", f"{shown}: {owned[flag]}")
             else:
-                passed += [arg] if value is None or eq else [arg, value]
+                passed += [literal(arg)] if value is None or eq else [literal(arg), literal(value)]
         if passed:
             self.options["args"] = passed
+
+    def route(self, url: str) -> str:
+        """A cluster route to another NATS service of the stack -> its local cluster port."""
+        match = re.match(r"^(?P<scheme>nats(?:-route)?://)(?P<auth>[^@/]*@)?(?P<host>[^:/]+)"
+                         r"(?::(?P<port>\d+))?/?$", url.strip())  # fmt: skip
+        if match and self.kinds.get(match["host"]) == "nats":
+            auth = literal(match["auth"] or "")
+            return f"{match['scheme']}{auth}127.0.0.1:{{{match['host']}.cluster_port}}"
+        self.note("command", f"--routes {url}: not a NATS service of this stack; passed as is")
+        return literal(url)
+
+    def peer_address(self, host: str, port: str, flag: str) -> str:
+        """``SERVICE PORT`` (a container address) -> that service's local host and port."""
+        if host in self.peers and str(self.peers[host]) == port:
+            return f"{{{host}.host}} {{{host}.port}}"
+        if host in ("127.0.0.1", "localhost"):
+            return f"{host} {port}"
+        return self.failing.fail(  # type: ignore[no-any-return]
+            f"{self.key}.command",
+            f"{flag} {host} {port}: {host!r} is not a service of this stack listening on {port}",
+            "name the service and its container port (redis-primary 6379)",
+        )
 
 
     # -- mariadb / mysql ------------------------------------------------------------------
@@ -324,7 +355,7 @@ class Image:
             if arg.startswith("--") and name in MARIADB_OWNED:
                 self.note("command", f"{arg}: {MARIADB_OWNED[name]}")
             else:
-                passed.append(arg)
+                passed.append(literal(arg))
         if passed:
             self.options["args"] = passed
         initdb = self.mounts.initdb()
@@ -345,18 +376,19 @@ class Image:
                 i += 1 if takes_value else 0
                 self.note("command", f"{shown}: {owned[flag]}")
             else:
-                passed.append(arg)
+                passed.append(literal(arg))
         if passed:
             self.options["args"] = passed
 
 
 def read_image(
     key: str, kind: str, body: Mapping[str, Any], env: Mapping[str, str], project_dir: Path,
-    failing: Failing,
+    failing: Failing, peers: Mapping[str, int | None], kinds: Mapping[str, str | None],
 ) -> tuple[dict[str, Any], list[tuple[str, str]], set[str]]:  # fmt: skip
     """A built-in service's provider options, the notes of what is not passed, and the
     container paths of the mounts it used."""
-    image = Image(key, kind, failing, Mounts(list(body.get("volumes") or []), project_dir))
+    mounts = Mounts(list(body.get("volumes") or []), project_dir)
+    image = Image(key, kind, failing, mounts, peers, kinds)
     args = image.server_args(body.get("command"), body.get("entrypoint"))
     read: Callable[[], None] = {
         "postgres": lambda: image.postgres(args, env),

@@ -15,7 +15,7 @@ IGNORED_TOP_LEVEL = {
     "configs": "ignored: a local process reads its config files where they are",
 }
 #: Keys the translation uses as written (the others get a note each).
-ALWAYS_HONOURED = {"environment", "env_file", "depends_on", "restart", "stop_signal",
+ALWAYS_HONOURED = {"environment", "env_file", "depends_on", "restart", "stop_signal", "expose",
                    "stop_grace_period", "profiles", "build", "extends"}  # fmt: skip
 SERVICE_KEYS = {
     "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup",

@@ -159,7 +159,7 @@ class Translator:
         builtin = image is not None and "command" not in ext
         used: set[str] = set()
         if image is not None and builtin:
-            table, used = self.provider(key, image[0], body, env)
+            table, used = self.provider(key, image[0], body, env, ports)
         self.note_unhonoured(key, body, builtin=builtin, used=used)
         if image is not None and builtin:
             others = {8222: "{monitor_port}"} if image[0] == "nats" else None
@@ -465,10 +465,16 @@ class Translator:
         return out
 
     def provider(
-        self, key: str, kind: str, body: Mapping[str, Any], env: Mapping[str, str]
-    ) -> tuple[dict[str, Any], set[str]]:
+        self, key: str, kind: str, body: Mapping[str, Any], env: Mapping[str, str],
+        ports: Mapping[str, int | None],
+    ) -> tuple[dict[str, Any], set[str]]:  # fmt: skip
         """The image's contract (:mod:`.images`): its options, and the mounts it used."""
-        table, notes, used = read_image(key, kind, body, env, self.source.parent, self)
+        services = self.project.document.get("services") or {}
+        kinds = {str(n): (image_kind(b.get("image")) or (None,))[0] if isinstance(b, dict)
+                 else None for n, b in services.items()}  # fmt: skip
+        table, notes, used = read_image(
+            key, kind, body, env, self.source.parent, self, ports, kinds
+        )
         for where, what in notes:
             self.note(where, what.replace("{SERVICE.", f"{{{key.split('.', 1)[1]}."))
         return table, used
