@@ -184,7 +184,7 @@ def status_table(state: dict[str, Any]) -> Any:
     from rich.table import Table
 
     table = Table(title=f"stack {state.get('stack')} ({state.get('state')})", title_justify="left")
-    for column in ("service", "state", "pid", "address", "uptime", "restarts"):
+    for column in ("service", "state", "pid", "address", "server", "uptime", "restarts"):
         table.add_column(column)
     colors = {"ready": "green", "running": "green", "completed": "cyan", "starting": "yellow"}
     for name, info in state.get("instances", {}).items():
@@ -195,6 +195,7 @@ def status_table(state: dict[str, Any]) -> Any:
             f"[{color}]{st}[/]",
             str(info.get("pid") or "-"),
             escape(redact(info.get("fields", {}).get("url", ""))),
+            escape(info.get("server") or "-"),
             uptime(info.get("started_at")),
             str(info.get("restarts", 0)),
         )

@@ -389,6 +389,7 @@ def _instance_record(run: Running) -> dict[str, Any]:
         "exit_code": run.exit_code,
         "private_dir": run.private_dir,
         "unix_socket": inst.scratch.get("unix_socket"),
+        "server": inst.scratch.get("server"),  # the program and version that runs
         "client_env": run.provider.client_env(inst) if inst.fields else {},
         "client_args": run.provider.client_args(inst),
         "client_bin_dirs": [str(p) for p in run.provider.client_bin_dirs(inst)],

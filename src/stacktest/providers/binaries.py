@@ -155,3 +155,8 @@ def choose(found: Sequence[Path], wanted: str | None) -> tuple[Path, bool]:
 def describe(found: Sequence[Path]) -> str:
     """``15.18 (/usr/lib/postgresql/15/bin/postgres), 18.1 (...)``: what is installed."""
     return ", ".join(f"{version_number(version_of(b)) or '?'} ({b})" for b in found)
+
+
+def label(binary: Path, name: str) -> str:
+    """``PostgreSQL 15.18``: what ``stacktest status`` shows as the server that runs."""
+    return f"{name} {version_number(version_of(binary)) or '?'}"

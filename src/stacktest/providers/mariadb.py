@@ -337,6 +337,7 @@ class MariadbProvider(Provider):
         options = instance.spec.options
         tools = find_binaries(options.get("bin_dir"), options.get("version"))
         instance.scratch["client"] = str(tools["client"])
+        instance.scratch["server"] = binaries.label(tools["server"], "MariaDB")
         cached = cache_root() / "mariadb" / self._cache_key(instance, tools)
         if not cached.exists():
             await self._build_cache(instance, tools, cached)

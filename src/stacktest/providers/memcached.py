@@ -61,6 +61,7 @@ class MemcachedProvider(Provider):
     async def prepare(self, instance: Instance) -> Launch:
         options = instance.spec.options
         server, _ = find_server(options.get("bin_dir"), options.get("version"))
+        instance.scratch["server"] = binaries.label(server, "memcached")
         instance.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [str(server), "-l", instance.host, "-p", str(instance.port), "-U", "0"]
         if os.geteuid() == 0:

@@ -83,6 +83,7 @@ class NatsProvider(Provider):
     async def prepare(self, instance: Instance) -> Launch:
         options = instance.spec.options
         server, _ = find_server(options.get("bin_dir"), options.get("version"))
+        instance.scratch["server"] = binaries.label(server, "nats-server")
         instance.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
             str(server),

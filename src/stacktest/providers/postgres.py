@@ -321,6 +321,7 @@ class PostgresProvider(Provider):
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(data)
         instance.scratch["bin_dir"] = str(bin_dir)
+        instance.scratch["server"] = binaries.label(postgres, "PostgreSQL")
         instance.scratch["password_set"] = ""
 
         settings = self._server_settings(instance, private / "conf", user)

@@ -129,6 +129,8 @@ class ValkeyProvider(Provider):
         options = instance.spec.options
         server, _ = find_server(self.kind, options.get("bin_dir"), options.get("version"))
         instance.scratch["bin_dir"] = str(server.parent)
+        name = "Redis" if server.name.startswith("redis") else "Valkey"
+        instance.scratch["server"] = binaries.label(server, name)
         instance.data_dir.mkdir(parents=True, exist_ok=True)
         # the config file first: what follows on the command line wins over it
         argv = [
