@@ -41,8 +41,9 @@ from stacktest.providers.pgdata import (
     scratch_root,
 )
 from stacktest.spec.model import ServiceSpec
+from stacktest.spec.schema import INITDB_TEMPLATE
 
-CACHE_FORMAT = "3"
+CACHE_FORMAT = "4"
 UNPRIVILEGED_USER = "nobody"
 DEFAULT_SETTINGS = {
     # Only an OS crash (or power loss) needs fsync and full page writes; a test server is
@@ -268,6 +269,19 @@ class PostgresProvider(Provider):
                     )
                 finally:  # what they said is the service's log, as a container's would be
                     _append(instance.log_path, (work / "initdb.log").read_bytes())
+                # the database as the scripts left it, kept aside (nothing ever connects to
+                # it): per-test databases are copies of it (pg_database)
+                with pgwire.Connection.connect(dbname="postgres", **conninfo) as admin:
+                    await asyncio.to_thread(
+                        admin.execute,
+                        f"CREATE DATABASE {quote_ident(INITDB_TEMPLATE)} "
+                        f"TEMPLATE {quote_ident(databases[0])}",
+                    )
+                    await asyncio.to_thread(
+                        admin.execute,
+                        f"ALTER DATABASE {quote_ident(INITDB_TEMPLATE)} "
+                        "WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+                    )
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGINT)

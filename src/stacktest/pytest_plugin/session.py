@@ -172,7 +172,13 @@ class StackSession:
         stack, spec = self.get(), self.spec
         assert spec is not None
         server = Server.of(service, stack[service].fields)
-        init = [] if template else [Path(p) for p in spec.services[service].options.get("init", [])]
+        from stacktest.spec.schema import INITDB_TEMPLATE
+
+        options = spec.services[service].options
+        if template is None and options.get("initdb"):
+            # the first database as the image's init scripts left it (a copy kept aside)
+            template = INITDB_TEMPLATE
+        init = [] if template else [Path(p) for p in options.get("init", [])]
         pool = DatabasePool(server, init_sql=init, template=template)
         pool.start()
         self.pools[key] = pool

@@ -89,6 +89,11 @@ FIELDS: dict[str, frozenset[str]] = {
     "mariadb": _COMMON_FIELDS | {"user", "password", "root_password", "database", "socket"},
 }
 
+#: A copy of a Postgres service's first database as its ``initdb`` scripts left it, made
+#: with the cached data directory: per-test databases (pg_database) are copies of it, as
+#: apps connect to the original and a template must have no connections.
+INITDB_TEMPLATE = "stacktest_initdb"
+
 #: Fields that hold secrets: redacted in ``config``, ``status`` and logs.
 SECRET_FIELDS = frozenset({"password", "root_password"})
 
