@@ -314,3 +314,25 @@ def test_a_redis_replica_and_a_nats_cluster_of_services(tmp_path: Path) -> None:
                 await pub.close()
 
         assert asyncio.run(crosses()) == b"order-1"
+
+
+def test_nginx_proxies_to_a_stack_service_and_serves_its_files(tmp_path: Path) -> None:
+    """The image's conf.d and html mounts, `server api:8000` in an upstream, the published
+    port: what the browser saw under Docker, it sees here."""
+    from tests.system_packages import require
+
+    require("nginx", "/usr/sbin/nginx")
+    project = tmp_path / "proxy"
+    shutil.copytree(CORPUS / "proxy", project)
+    spec = load_stack(project / "compose.yaml")
+    web = spec.services["web"]
+    assert web.use == "nginx" and web.port == 18090
+    assert web.options["addresses"] == {"api:8000": "{api.host}:{api.port}"}
+    with Stack(spec) as stack:
+        with urllib.request.urlopen("http://127.0.0.1:18090/", timeout=5) as response:
+            assert b"static from nginx" in response.read()
+        with urllib.request.urlopen("http://127.0.0.1:18090/api/hello.txt", timeout=5) as response:
+            assert response.read() == b"hello from the api\n"  # through the upstream
+        assert "GET /api/hello.txt" in stack["web"].log_path.read_text()  # access log: the service's
+        conf = (stack["web"].log_path.parent.parent / "services" / "web" / "nginx.conf").read_text()
+        assert f"server 127.0.0.1:{stack['api'].port};" in conf

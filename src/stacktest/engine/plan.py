@@ -129,11 +129,12 @@ def render_instance(instance: Instance, plan: Plan, base_dir: Path) -> None:
     instance.options = dict(spec.options)
     if isinstance(spec.options.get("args"), list):
         instance.options["args"] = [render(str(a), resolve) for a in spec.options["args"]]
-    if isinstance(spec.options.get("settings"), dict):
-        instance.options["settings"] = {
-            k: render(v, resolve) if isinstance(v, str) else v
-            for k, v in spec.options["settings"].items()
-        }
+    for table in ("settings", "addresses"):
+        if isinstance(spec.options.get(table), dict):
+            instance.options[table] = {
+                k: render(v, resolve) if isinstance(v, str) else v
+                for k, v in spec.options[table].items()
+            }
     if spec.is_process:
         instance.command = [render(arg, resolve) for arg in spec.command]
         cwd = Path(render(spec.cwd, resolve)) if spec.cwd else base_dir

@@ -22,6 +22,10 @@ def provider_for(kind: str) -> Provider:
         from stacktest.providers.mariadb import MariadbProvider
 
         return MariadbProvider()
+    if kind == "nginx":
+        from stacktest.providers.nginx import NginxProvider
+
+        return NginxProvider()
     if kind == "memcached":
         from stacktest.providers.memcached import MemcachedProvider
 
@@ -31,4 +35,4 @@ def provider_for(kind: str) -> Provider:
     return ProcessProvider()
 
 
-ALL_KINDS = ("postgres", "valkey", "redis", "nats", "memcached", "mariadb")
+ALL_KINDS = ("postgres", "valkey", "redis", "nats", "memcached", "mariadb", "nginx")

@@ -114,10 +114,11 @@ def _version_key(path: str) -> tuple[int, ...]:
 
 
 @cache
-def version_of(binary: Path) -> str | None:
+def version_of(binary: Path, flag: str = "--version") -> str | None:
+    """The first line a binary prints for ``flag`` (nginx: ``-v``)."""
     try:
         out = subprocess.run(
-            [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
+            [str(binary), flag], capture_output=True, text=True, timeout=10, check=False
         )
     except OSError:
         return None
@@ -130,7 +131,7 @@ def version_number(text: str | None) -> str | None:
     ``15.18``, ``Redis server v=7.2.4 sha=...`` -> ``7.2.4``, ``nats-server: v2.10.2``."""
     if not text:
         return None
-    match = re.search(r"(?:v=|\bv|\s)(\d+(?:\.\d+)+|\d+)(?![\w.])", text)
+    match = re.search(r"(?:v=|\bv|\s|/)(\d+(?:\.\d+)+|\d+)(?![\w.])", text)
     return match.group(1) if match else None
 
 
@@ -142,12 +143,14 @@ def matches(version: str | None, wanted: str) -> bool:
     return have[: len(want)] == want
 
 
-def choose(found: Sequence[Path], wanted: str | None) -> tuple[Path, bool]:
+def choose(
+    found: Sequence[Path], wanted: str | None, flag: str = "--version"
+) -> tuple[Path, bool]:
     """The first binary of ``found`` whose version is ``wanted`` (any when None), and
     whether it is; the first of all when none is (the caller says so)."""
     if wanted is not None:
         for binary in found:
-            if matches(version_number(version_of(binary)), wanted):
+            if matches(version_number(version_of(binary, flag)), wanted):
                 return binary, True
     return found[0], wanted is None
 
@@ -157,6 +160,6 @@ def describe(found: Sequence[Path]) -> str:
     return ", ".join(f"{version_number(version_of(b)) or '?'} ({b})" for b in found)
 
 
-def label(binary: Path, name: str) -> str:
+def label(binary: Path, name: str, flag: str = "--version") -> str:
     """``PostgreSQL 15.18``: what ``stacktest status`` shows as the server that runs."""
-    return f"{name} {version_number(version_of(binary)) or '?'}"
+    return f"{name} {version_number(version_of(binary, flag)) or '?'}"

@@ -67,6 +67,9 @@ def provider_options(
                             'write the major version ("16") or more ("7.2")')  # fmt: skip
         elif option == "config":
             value = existing_file(parser, f"{key}.config", value)
+        elif option in ("conf_d", "root"):
+            value = existing_paths(parser, f"{key}.{option}", value)
+            value = value[0] if option == "root" else value
         elif option == "initdb":
             value = initdb_paths(parser, key, value)
         elif option == "host_auth_method" and value not in HOST_AUTH_METHODS:
@@ -110,6 +113,19 @@ def existing_file(parser: Parser, key: str, value: str) -> str:
         parser.fail(key, f"no such file: {path}",
                     "point it at a file on this machine (relative to the stack file)")  # fmt: skip
     return str(path)
+
+
+def existing_paths(parser: Parser, key: str, value: Any) -> list[str]:
+    """Files or directories that exist; relative ones are relative to the stack file."""
+    items = [value] if isinstance(value, str) else list(parser.str_list(key, value))
+    out = []
+    for item in items:
+        path = Path(item) if Path(item).is_absolute() else parser.source.parent / item
+        if not path.exists():
+            parser.fail(key, f"no such file or directory: {path}",
+                        "paths are relative to the stack file")  # fmt: skip
+        out.append(str(path))
+    return out
 
 
 def setting_files(parser: Parser, key: str, settings: dict[str, Any]) -> dict[str, Any]:

@@ -493,8 +493,9 @@ class _Parser:
         templated += [(f"{key}.env.{var}", value) for var, value in spec.env.items()]
         args = spec.options.get("args")
         templated += [(f"{key}.args[{i}]", str(a)) for i, a in enumerate(args or [])]
-        settings = spec.options.get("settings") or {}
-        templated += [(f"{key}.settings.{k}", v) for k, v in settings.items() if isinstance(v, str)]
+        for table in ("settings", "addresses"):
+            values = spec.options.get(table) or {}
+            templated += [(f"{key}.{table}.{k}", v) for k, v in values.items() if type(v) is str]
         for where, text in templated:
             try:
                 refs = references(text)

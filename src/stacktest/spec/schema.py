@@ -74,6 +74,17 @@ OPTIONS["mariadb"] = {
     "bin_dir": ((str,), "a directory holding mariadbd"),
     "version": ((str, int, float), 'the server version to run, e.g. "10.11"'),
 }
+OPTIONS["nginx"] = {
+    "config": ((str,), "an nginx.conf (its whole configuration)"),
+    "conf_d": ((list, str), "files or directories of server blocks (the image's conf.d)"),
+    "root": ((str,), "a directory served as / (without config or conf_d)"),
+    "listen": ((int,), "the port the configuration listens on for the service's port (80)"),
+    "mounts": ((dict,), "container paths the configuration names -> files here"),
+    "addresses": ((dict,), 'other services\' addresses in it -> theirs ({ "api:8000" = '
+                  '"{api.host}:{api.port}" })'),
+    "bin_dir": ((str,), "a directory holding nginx"),
+    "version": ((str, int, float), 'the server version to run, e.g. "1.22"'),
+}
 OPTIONS["redis"] = OPTIONS["valkey"]
 
 _COMMON_FIELDS = frozenset({"name", "host", "port", "url", "run_dir", "data_dir"})
@@ -86,6 +97,7 @@ FIELDS: dict[str, frozenset[str]] = {
     "redis": _COMMON_FIELDS | {"password"},
     "nats": _COMMON_FIELDS | {"monitor_port", "monitor_url", "cluster_port"},
     "memcached": _COMMON_FIELDS,
+    "nginx": _COMMON_FIELDS,
     "mariadb": _COMMON_FIELDS | {"user", "password", "root_password", "database", "socket"},
 }
 

@@ -35,7 +35,11 @@ PROGRAMS = {
     "nats": ("nats-server", "/nats-server"),
     "memcached": ("docker-entrypoint.sh", "memcached"),
     "mariadb": ("docker-entrypoint.sh", "mariadbd", "mysqld"),
+    "nginx": ("/docker-entrypoint.sh", "docker-entrypoint.sh", "nginx", "nginx-debug"),
 }
+NGINX_CONF = "/etc/nginx/nginx.conf"
+NGINX_CONF_D = "/etc/nginx/conf.d"
+NGINX_HTML = "/usr/share/nginx/html"
 MARIADB_OWNED = {
     "port": "the server listens on the port stacktest gives it (the published port, if any)",
     "bind-address": "the server listens on 127.0.0.1 only",
@@ -362,6 +366,33 @@ class Image:
         if initdb:
             self.options["initdb"] = initdb
 
+    # -- nginx ----------------------------------------------------------------------------
+    def nginx(self, args: list[str], me: str) -> None:
+        """The image's configuration files where it reads them, the other files the
+        configuration names, and the addresses of the stack's services in it."""
+        if args and args != ["-g", "daemon off;"]:
+            self.note("command", f"{shlex.join(args)}: not passed (nginx runs in the "
+                      "foreground with its configuration; -g directives go in the file)")
+        binds = dict(self.mounts.binds)
+        conf_d = [host for target, host in self.mounts.binds
+                  if target == NGINX_CONF_D or target.startswith(NGINX_CONF_D + "/")]  # fmt: skip
+        if NGINX_CONF in binds:
+            self.options["config"] = str(binds[NGINX_CONF])
+        elif conf_d:
+            self.options["conf_d"] = sorted(str(h) for h in conf_d)
+        if NGINX_HTML in binds:
+            self.options["root"] = str(binds[NGINX_HTML])
+        if any(t.startswith("/etc/nginx/templates") for t, _ in self.mounts.binds):
+            self.note("volumes", "/etc/nginx/templates: the image's envsubst templates are not "
+                      "rendered; mount the rendered file in conf.d instead")
+        self.options["mounts"] = {t: str(h) for t, h in self.mounts.binds}
+        self.options["listen"] = self.peers.get(me) or 80  # its container port
+        self.mounts.used.update(t for t, _ in self.mounts.binds)
+        self.options["addresses"] = {
+            f"{name}:{port}": f"{{{name}.host}}:{{{name}.port}}"
+            for name, port in self.peers.items() if port is not None and name != me
+        }  # fmt: skip
+
     # -- memcached ------------------------------------------------------------------------
     def memcached(self, args: list[str]) -> None:
         owned = {flag: why for flags, why in MEMCACHED_OWNED.items() for flag in flags}
@@ -397,6 +428,7 @@ def read_image(
         "nats": lambda: image.nats(args),
         "memcached": lambda: image.memcached(args),
         "mariadb": lambda: image.mariadb(args, env, str(body.get("image"))),
+        "nginx": lambda: image.nginx(args, key.split(".", 1)[1]),
     }[kind]
     read()
     version = tag_version(body.get("image"))

@@ -138,14 +138,14 @@ class Translator:
 
     def container_port(self, name: str, body: Mapping[str, Any]) -> int | None:
         image = image_kind(body.get("image"))
-        if image is not None and "command" not in stacktest_ext(body):
-            return image[1]
+        if image is not None and image[0] != "nginx" and "command" not in stacktest_ext(body):
+            return image[1]  # (nginx listens where its configuration says: its ports tell)
         for item in list(body.get("expose") or []) + list(body.get("ports") or []):
             target = item.get("target") if isinstance(item, dict) else str(item).split("/")[0]
             target = str(target).rsplit(":", 1)[-1]
             if target.isdigit():
                 return int(target)
-        return None
+        return image[1] if image is not None and "command" not in stacktest_ext(body) else None
 
     def service(self, name: str, body: Mapping[str, Any], ports: dict[str, int | None]) -> Any:
         key = f"services.{name}"

@@ -19,6 +19,7 @@ IMAGES: dict[str, tuple[str, int]] = {
     "nats": ("nats", 4222),
     "memcached": ("memcached", 11211),
     "mariadb": ("mariadb", 3306),
+    "nginx": ("nginx", 80),
     "mysql": ("mariadb", 3306),
 }
 
