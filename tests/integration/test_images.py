@@ -336,3 +336,42 @@ def test_nginx_proxies_to_a_stack_service_and_serves_its_files(tmp_path: Path) -
         assert "GET /api/hello.txt" in stack["web"].log_path.read_text()  # access log: the service's
         conf = (stack["web"].log_path.parent.parent / "services" / "web" / "nginx.conf").read_text()
         assert f"server 127.0.0.1:{stack['api'].port};" in conf
+
+
+def test_rabbitmq_publish_consume_and_the_management_api(tmp_path: Path) -> None:
+    import base64
+
+    import pika
+
+    from tests.system_packages import require
+
+    require("rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server")
+    project = tmp_path / "rabbit"
+    shutil.copytree(CORPUS / "rabbit", project)
+    spec = load_stack(project / "compose.yaml")
+    broker = spec.services["broker"]
+    assert broker.use == "rabbitmq" and broker.options["management"] is True
+    with Stack(spec) as stack:
+        url = stack["broker"].url
+        assert url.startswith("amqp://shop:shop-pw@127.0.0.1:") and url.endswith("/orders")
+        connection = pika.BlockingConnection(pika.URLParameters(url))
+        try:
+            channel = connection.channel()
+            channel.queue_declare("created")
+            channel.basic_publish("", "created", b"order-1")
+            method, _, body = channel.basic_get("created", auto_ack=True)
+            assert body == b"order-1"
+            assert connection._impl.params.channel_max == 64  # the mounted rabbitmq.conf
+        finally:
+            connection.close()
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(pika.URLParameters(url.replace("shop-pw", "wrong")))
+        auth = base64.b64encode(b"shop:shop-pw").decode()
+        request = urllib.request.Request(f"{stack['broker'].management_url}/api/queues/orders",
+                                         headers={"Authorization": f"Basic {auth}"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert [q["name"] for q in json.load(response)] == ["created"]
+        run_dir = stack.run_dir.path
+    from stacktest.engine import procs
+
+    assert not list(procs.tagged(**{procs.TAG_RUN_DIR: str(run_dir)}))  # epmd too

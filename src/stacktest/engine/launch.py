@@ -222,6 +222,7 @@ def waited_for(instance: Instance) -> str:
             "nats": "its monitoring endpoint /healthz to answer 200",
             "memcached": "a `version` command answered",
             "nginx": "an HTTP answer on its port",
+            "rabbitmq": "an AMQP handshake (and the management API, when on)",
             "mariadb": "a query (SELECT 1) on its unix socket",
         }.get(instance.spec.use, "its readiness check") + own
     if check is None:

@@ -22,6 +22,10 @@ def provider_for(kind: str) -> Provider:
         from stacktest.providers.mariadb import MariadbProvider
 
         return MariadbProvider()
+    if kind == "rabbitmq":
+        from stacktest.providers.rabbitmq import RabbitmqProvider
+
+        return RabbitmqProvider()
     if kind == "nginx":
         from stacktest.providers.nginx import NginxProvider
 
@@ -35,4 +39,4 @@ def provider_for(kind: str) -> Provider:
     return ProcessProvider()
 
 
-ALL_KINDS = ("postgres", "valkey", "redis", "nats", "memcached", "mariadb", "nginx")
+ALL_KINDS = ("postgres", "valkey", "redis", "nats", "memcached", "mariadb", "nginx", "rabbitmq")

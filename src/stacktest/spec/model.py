@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 #: Built-in providers a service can ``use``; anything with ``command`` is a ``process``.
-PROVIDERS = ("postgres", "valkey", "redis", "nats", "memcached", "mariadb", "nginx")
+PROVIDERS = ("postgres", "valkey", "redis", "nats", "memcached", "mariadb", "nginx", "rabbitmq")
 
 
 class Condition(enum.StrEnum):

@@ -37,7 +37,7 @@ def provider_options(
         if option not in table:
             continue
         value = parser.expect(f"{key}.{option}", table[option], types, what)
-        if option in ("databases", "args", "initdb_args"):
+        if option in ("databases", "args", "initdb_args", "plugins"):
             value = list(parser.str_list(f"{key}.{option}", value))
         if option == "databases":
             for i, db in enumerate(value):

@@ -85,6 +85,16 @@ OPTIONS["nginx"] = {
     "bin_dir": ((str,), "a directory holding nginx"),
     "version": ((str, int, float), 'the server version to run, e.g. "1.22"'),
 }
+OPTIONS["rabbitmq"] = {
+    "user": ((str,), "the default user (guest)"),
+    "password": ((str,), "its password (generated per run when not given)"),
+    "vhost": ((str,), "the default vhost (/)"),
+    "management": ((bool,), "true: the management plugin and its HTTP API"),
+    "plugins": ((list,), "plugins to enable (rabbitmq_shovel ...)"),
+    "config": ((str,), "a rabbitmq.conf read first"),
+    "bin_dir": ((str,), "a directory holding rabbitmq-server"),
+    "version": ((str, int, float), 'the server version to run, e.g. "3.10"'),
+}
 OPTIONS["redis"] = OPTIONS["valkey"]
 
 _COMMON_FIELDS = frozenset({"name", "host", "port", "url", "run_dir", "data_dir"})
@@ -98,6 +108,8 @@ FIELDS: dict[str, frozenset[str]] = {
     "nats": _COMMON_FIELDS | {"monitor_port", "monitor_url", "cluster_port"},
     "memcached": _COMMON_FIELDS,
     "nginx": _COMMON_FIELDS,
+    "rabbitmq": _COMMON_FIELDS | {"user", "password", "vhost", "management_port",
+                                  "management_url"},
     "mariadb": _COMMON_FIELDS | {"user", "password", "root_password", "database", "socket"},
 }
 

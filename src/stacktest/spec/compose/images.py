@@ -36,6 +36,7 @@ PROGRAMS = {
     "memcached": ("docker-entrypoint.sh", "memcached"),
     "mariadb": ("docker-entrypoint.sh", "mariadbd", "mysqld"),
     "nginx": ("/docker-entrypoint.sh", "docker-entrypoint.sh", "nginx", "nginx-debug"),
+    "rabbitmq": ("docker-entrypoint.sh", "rabbitmq-server"),
 }
 NGINX_CONF = "/etc/nginx/nginx.conf"
 NGINX_CONF_D = "/etc/nginx/conf.d"
@@ -366,6 +367,29 @@ class Image:
         if initdb:
             self.options["initdb"] = initdb
 
+    # -- rabbitmq -------------------------------------------------------------------------
+    def rabbitmq(self, args: list[str], env: Mapping[str, str], image: str) -> None:
+        if args:
+            self.note("command", f"{shlex.join(args)}: not passed (rabbitmq-server takes its "
+                      "settings from rabbitmq.conf)")
+        for name, option in (("USER", "user"), ("PASS", "password"), ("VHOST", "vhost")):
+            if env.get(f"RABBITMQ_DEFAULT_{name}"):
+                self.options[option] = env[f"RABBITMQ_DEFAULT_{name}"]
+        if "management" in image.rpartition(":")[2]:
+            self.options["management"] = True
+        binds = dict(self.mounts.binds)
+        for target, host in binds.items():
+            if target in ("/etc/rabbitmq/rabbitmq.conf", "/etc/rabbitmq/conf.d/10-defaults.conf"):
+                self.options["config"] = str(host)
+                self.mounts.used.add(target)
+            elif target == "/etc/rabbitmq/enabled_plugins":
+                text = host.read_text(encoding="utf-8") if host.is_file() else ""
+                plugins = re.findall(r"[a-z_]+", text)
+                self.options["plugins"] = [p for p in plugins if p.startswith("rabbitmq_")]
+                self.mounts.used.add(target)
+        if env.get("RABBITMQ_ERLANG_COOKIE"):
+            self.note("environment.RABBITMQ_ERLANG_COOKIE", "not used: each node has its own")
+
     # -- nginx ----------------------------------------------------------------------------
     def nginx(self, args: list[str], me: str) -> None:
         """The image's configuration files where it reads them, the other files the
@@ -429,6 +453,7 @@ def read_image(
         "memcached": lambda: image.memcached(args),
         "mariadb": lambda: image.mariadb(args, env, str(body.get("image"))),
         "nginx": lambda: image.nginx(args, key.split(".", 1)[1]),
+        "rabbitmq": lambda: image.rabbitmq(args, env, str(body.get("image"))),
     }[kind]
     read()
     version = tag_version(body.get("image"))

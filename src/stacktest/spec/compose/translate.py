@@ -44,7 +44,7 @@ from stacktest.spec.compose.values import (
 #: URL schemes whose default port a host without one implies.
 DEFAULT_PORTS = {"postgres": 5432, "postgresql": 5432, "redis": 6379, "rediss": 6379,
                  "valkey": 6379, "nats": 4222, "memcached": 11211, "mysql": 3306,
-                 "mariadb": 3306, "http": 80,
+                 "mariadb": 3306, "amqp": 5672, "http": 80,
                  "https": 443}  # fmt: skip
 _RESTART = {"no": "no", "on-failure": "on-failure", "always": "always",
             "unless-stopped": "always"}  # fmt: skip

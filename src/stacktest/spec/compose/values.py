@@ -20,6 +20,7 @@ IMAGES: dict[str, tuple[str, int]] = {
     "memcached": ("memcached", 11211),
     "mariadb": ("mariadb", 3306),
     "nginx": ("nginx", 80),
+    "rabbitmq": ("rabbitmq", 5672),
     "mysql": ("mariadb", 3306),
 }
 
