@@ -8,6 +8,8 @@
 3. MariaDB time-to-first-query (when the system has MariaDB): stacktest (warm cache) vs
    what a hand-written fixture does, as the image does on each fresh container:
    ``mariadb-install-db``, start ``mariadbd``, first query.
+4. RabbitMQ time to an AMQP handshake (when the system has RabbitMQ): stacktest vs the same
+   ``rabbitmq-server`` started by hand on a fresh data directory (stacktest's overhead).
 
 Run: ``.venv/bin/python benchmarks/startup.py [--runs N]``. Prints medians and ratios.
 """
@@ -203,6 +205,59 @@ def bare_mariadb(runs: int, workdir: Path) -> list[float]:
     return times
 
 
+def stacktest_rabbitmq(runs: int, workdir: Path) -> list[float]:
+    (workdir / "rabbit.toml").write_text('[services.mq]\nuse = "rabbitmq"\n')
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        stack = Stack.from_file(workdir / "rabbit.toml").start()  # ready = AMQP handshake
+        times.append(time.perf_counter() - started)
+        stack.stop()
+    return times
+
+
+def bare_rabbitmq(runs: int, workdir: Path) -> list[float]:
+    """The peer: the same server script, a fresh node directory, polled until the broker
+    answers the AMQP protocol header."""
+    import asyncio
+    import socket
+
+    from stacktest.providers.rabbitmq import amqp_greets, find_server
+
+    server, _ = find_server()
+    times = []
+    for i in range(runs):
+        home = workdir / f"rmq-{i}"
+        (home / "mnesia").mkdir(parents=True)
+        ports = []
+        for _ in range(3):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                ports.append(sock.getsockname()[1])
+        env = {**os.environ, "HOME": str(home), "RABBITMQ_NODENAME": f"bench{i}@localhost",
+               "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_NODE_PORT": str(ports[0]),
+               "RABBITMQ_DIST_PORT": str(ports[1]), "ERL_EPMD_PORT": str(ports[2]),
+               "ERL_EPMD_ADDRESS": "127.0.0.1", "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
+               "RABBITMQ_LOG_BASE": str(home), "RABBITMQ_LOGS": "-"}  # fmt: skip
+        started = time.perf_counter()
+        proc = subprocess.Popen([str(server)], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        try:
+            while True:
+                try:
+                    if asyncio.run(amqp_greets("127.0.0.1", ports[0])):
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            times.append(time.perf_counter() - started)
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(60)
+            subprocess.run(["pkill", "-f", f"epmd.*{ports[2]}|-port {ports[2]}"], check=False)
+    return times
+
+
 def summary(name: str, times: list[float]) -> float:
     med = statistics.median(times)
     print(
@@ -244,6 +299,15 @@ def main() -> None:
             print(f"  ratio: stacktest is {peer / ours:.1f}x faster")
     else:
         print("MariaDB: not installed here (apt install mariadb-server), not measured")
+    if Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists() or shutil.which("rabbitmq-server"):
+        with tempfile.TemporaryDirectory(prefix="st-bench-") as tmp:
+            print("RabbitMQ: time to an AMQP handshake")
+            runs = max(3, args.runs // 3)
+            ours = summary("stacktest", stacktest_rabbitmq(runs, Path(tmp)))
+            peer = summary("rabbitmq-server by hand", bare_rabbitmq(runs, Path(tmp)))
+            print(f"  ratio: stacktest takes {ours / peer:.2f}x the time of a bare start")
+    else:
+        print("RabbitMQ: not installed here (apt install rabbitmq-server), not measured")
 
 
 if __name__ == "__main__":
