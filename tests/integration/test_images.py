@@ -376,3 +376,55 @@ def test_rabbitmq_publish_consume_and_the_management_api(tmp_path: Path) -> None
     from stacktest.engine import procs
 
     assert not list(procs.tagged(**{procs.TAG_RUN_DIR: str(run_dir)}))  # epmd too
+
+
+def test_mariadb_database_per_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets a copy of the service's database (its seed rows too), sees only its
+    own writes, and the copy is gone after the session."""
+    from tests.system_packages import require
+
+    require("mariadb-server", "mariadb", "/usr/sbin/mariadbd")
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID",
+                "STACKTEST_FILE", "STACKTEST_ATTACH", "STACKTEST_KEEP", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(var, raising=False)
+    (pytester.path / "seed.sql").write_text(
+        "CREATE TABLE items (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(20));\n"
+        "INSERT INTO items (name) VALUES ('seeded');\n"
+    )
+    (pytester.path / "stack.toml").write_text(
+        '[services.db]\nuse = "mariadb"\ndatabases = ["shop"]\nuser = "shop"\n'
+        'initdb = ["seed.sql"]\n'
+    )
+    pytester.makepyfile(test_iso="""
+        import pymysql
+        import pytest
+
+        @pytest.mark.parametrize("who", ["ada", "grace"])
+        def test_own_database(mariadb_database, who, stack):
+            db = mariadb_database
+            with pymysql.connect(host=db.host, port=db.port, user=db.user,
+                                 password=db.password, database=db.name) as conn:
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO items (name) VALUES (%s)", (who,))
+                    conn.commit()
+                    cur.execute("SELECT name FROM items ORDER BY id")
+                    assert [r[0] for r in cur.fetchall()] == ["seeded", who]
+            with open("names.txt", "a") as out:
+                out.write(db.name + "\\n")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stack-keep", timeout=120)
+    result.assert_outcomes(passed=2)
+    names = (pytester.path / "names.txt").read_text().split()
+    assert len(set(names)) == 2
+    try:
+        from stacktest.isolation.mariadb import MariadbServer
+
+        state = json.loads((pytester.path / ".stacktest" / "state.json").read_text())
+        fields = state["instances"]["db"]["fields"]
+        left = MariadbServer.of("db", fields).run("SHOW DATABASES").split()
+        assert not set(names) & set(left), left  # dropped after each test
+        assert "shop" in left
+    finally:
+        from tests.helpers import run_stacktest
+
+        run_stacktest("down", cwd=pytester.path)

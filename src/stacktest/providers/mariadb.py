@@ -140,7 +140,12 @@ class MariadbProvider(Provider):
         private = scratch_root("auto") / f"st-{instance.run_id[:10]}-{instance.name}"
         instance.scratch["private_dir"] = str(private)
         database = databases[0] if databases else ""
+        try:  # (the client, for per-test databases: `mariadb_database`)
+            client = str(find_binaries(options.get("bin_dir"))["client"])
+        except Exception:
+            client = "mariadb"  # the start says what is missing
         instance.fields.update(
+            client=client,
             host=instance.host,
             port=str(instance.port),
             user=user,

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from stacktest.attach import AttachedStack
     from stacktest.faults.history import History
     from stacktest.faults.nemesis import Nemesis
+    from stacktest.isolation.mariadb import MariadbDatabase
     from stacktest.isolation.nats import SubjectScope
     from stacktest.isolation.postgres import PgDatabase
     from stacktest.isolation.valkey import KeyScope
@@ -176,6 +177,38 @@ def nats_scope(nats_scope_factory: Callable[..., SubjectScope]) -> SubjectScope:
     """This test's subject prefix on the stack's NATS service: ``scope.subject("orders")``,
     ``scope.create_stream("orders")``."""
     return nats_scope_factory()
+
+
+@pytest.fixture
+def mariadb_database_factory(
+    request: pytest.FixtureRequest, stack: Stack | AttachedStack, namespace: str
+) -> Iterator[Callable[..., MariadbDatabase]]:
+    """``mariadb_database_factory("db")``: a new database on that MariaDB service, a copy
+    of its first database (tables and rows), the service's user granted on it; dropped
+    after the test."""
+    from stacktest.isolation.mariadb import MariadbServer
+
+    made: list[tuple[MariadbServer, str]] = []
+
+    def make(service: str | None = None) -> MariadbDatabase:
+        name = _pick(request, service, ("mariadb",))
+        server = MariadbServer.of(name, stack[name].fields)
+        database = f"{namespace}_{len(made)}" if made else namespace
+        made.append((server, database))
+        return server.clone(database)
+
+    yield make
+    for server, database in made:
+        server.drop(database)
+
+
+@pytest.fixture
+def mariadb_database(
+    mariadb_database_factory: Callable[..., MariadbDatabase],
+) -> MariadbDatabase:
+    """This test's own database on the stack's MariaDB service: ``mariadb_database.url``,
+    ``.name``, ``.user``, ``.password``; a copy of the service's first database."""
+    return mariadb_database_factory()
 
 
 @pytest.fixture

@@ -110,7 +110,8 @@ FIELDS: dict[str, frozenset[str]] = {
     "nginx": _COMMON_FIELDS,
     "rabbitmq": _COMMON_FIELDS | {"user", "password", "vhost", "management_port",
                                   "management_url"},
-    "mariadb": _COMMON_FIELDS | {"user", "password", "root_password", "database", "socket"},
+    "mariadb": _COMMON_FIELDS | {"user", "password", "root_password", "database", "socket",
+                                 "client"},
 }
 
 #: A copy of a Postgres service's first database as its ``initdb`` scripts left it, made
