@@ -61,11 +61,15 @@ class ConfigError(StackError, ValueError):
 class BinaryNotFound(StackError, FileNotFoundError):
     """A server binary could not be found in any of the places stacktest looks."""
 
-    def __init__(self, binary: str, *, looked_in: Sequence[str], hint: str) -> None:
+    def __init__(
+        self, binary: str, *, looked_in: Sequence[str], hint: str, service: str | None = None
+    ) -> None:
         self.binary = binary
         self.looked_in = list(looked_in)
         self.hint = hint
-        lines = [f"could not find {binary!r}; looked in:"]
+        self.service = service
+        who = f"service {service}: " if service else ""
+        lines = [f"{who}could not find {binary!r}; looked in:"]
         lines += [f"  - {place}" for place in self.looked_in]
         lines.append(f"  hint: {hint}")
         super().__init__("\n".join(lines))

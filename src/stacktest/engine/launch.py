@@ -22,7 +22,13 @@ from pathlib import Path
 from stacktest.engine import procs
 from stacktest.engine.instances import Journal, Running
 from stacktest.engine.rundir import RunDir, log_tail
-from stacktest.errors import ServiceExited, ServiceStartError, ServiceStartTimeout, StackError
+from stacktest.errors import (
+    BinaryNotFound,
+    ServiceExited,
+    ServiceStartError,
+    ServiceStartTimeout,
+    StackError,
+)
 from stacktest.providers.base import Instance
 
 FIRST_POLL = 0.005
@@ -43,7 +49,14 @@ class Launcher:
         run.state = "starting"
         run.stopping = False
         self.journal.emit(instance.name, "starting")
-        launch = await run.provider.prepare(instance)
+        try:
+            launch = await run.provider.prepare(instance)
+        except BinaryNotFound as exc:  # name the service (and the image it stands for)
+            image = instance.spec.options.get("image")
+            who = f"{instance.spec.name!r} ({f'image {image}' if image else instance.spec.use})"
+            raise BinaryNotFound(
+                exc.binary, looked_in=exc.looked_in, hint=exc.hint, service=who
+            ) from None
         env = {
             **launch.env,
             procs.TAG_RUN_ID: self.run_id,

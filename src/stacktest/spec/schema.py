@@ -95,6 +95,8 @@ OPTIONS["rabbitmq"] = {
     "bin_dir": ((str,), "a directory holding rabbitmq-server"),
     "version": ((str, int, float), 'the server version to run, e.g. "3.10"'),
 }
+for _options in OPTIONS.values():  # what a compose file's service stood for (messages)
+    _options["image"] = ((str,), "the image a compose file named")
 OPTIONS["redis"] = OPTIONS["valkey"]
 
 _COMMON_FIELDS = frozenset({"name", "host", "port", "url", "run_dir", "data_dir"})

@@ -456,6 +456,7 @@ def read_image(
         "rabbitmq": lambda: image.rabbitmq(args, env, str(body.get("image"))),
     }[kind]
     read()
+    image.options["image"] = str(body.get("image"))
     version = tag_version(body.get("image"))
     if version is not None:
         image.options["version"] = version
