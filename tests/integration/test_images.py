@@ -198,7 +198,10 @@ def test_memcached_runs_with_the_image_flags(tmp_path: Path) -> None:
         assert got == b"VALUE greeting 0 5\r\nhello\r\nEND\r\n"
         settings = memcached_command(port, b"stats settings\r\n").decode()
         assert "STAT maxbytes 134217728" in settings and "STAT maxconns 512" in settings
-        assert f"127.0.0.1:{port}" in stack["app"].log_path.read_text()  # cache:11211, local
+        from stacktest import eventually
+
+        # cache:11211 is the local server for the app (printed once it runs: wait for it)
+        assert eventually(lambda: f"127.0.0.1:{port}" in stack["app"].log_path.read_text(), timeout=10)
 
 
 def test_mariadb_as_the_image_runs_it(tmp_path: Path) -> None:
