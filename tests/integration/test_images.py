@@ -233,6 +233,8 @@ def test_mariadb_as_the_image_runs_it(tmp_path: Path) -> None:
             assert [r[0] for r in cur.fetchall()] == ["widget", "from-gzip", "from-sh"]
             cur.execute("SELECT @@max_connections, @@character_set_server")
             assert cur.fetchone() == (77, "utf8mb4")
+            cur.execute("SELECT @@max_allowed_packet, @@sql_mode")  # the mounted conf.d
+            assert cur.fetchone() == (32 * 1024 * 1024, "STRICT_ALL_TABLES")
         with connect("shop", "shop-pw", "reporting") as conn, conn.cursor() as cur:
             cur.execute("SELECT DATABASE()")  # made by the .sh, with root's password
             assert cur.fetchone() == ("reporting",)

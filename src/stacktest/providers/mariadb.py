@@ -171,15 +171,35 @@ class MariadbProvider(Provider):
             "user": options.get("user", "root"),
             "initdb": scripts,
             "settings": self._settings(instance),
+            "files": [
+                hashlib.sha256(p.read_bytes()).hexdigest() for p in self._option_files(instance)
+            ],
             "env": dict(instance.env) if scripts else {},
             "setup": self._setup_sql(instance),  # accounts, databases, given passwords
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
 
     def _settings(self, instance: Instance) -> dict[str, str]:
+        """The service's own ``settings`` (the command line: they win over any file)."""
         rendered = instance.options or instance.spec.options  # references filled in
-        own = {k: str(v) for k, v in rendered.get("settings", {}).items()}
-        return {**DEFAULT_SETTINGS, **own}
+        return {k: str(v) for k, v in rendered.get("settings", {}).items()}
+
+    def _option_files(self, instance: Instance) -> list[Path]:
+        """``config`` and ``conf_d`` (a compose file's mounted my.cnf and conf.d/*.cnf)."""
+        options = instance.spec.options
+        files = [Path(options["config"])] if options.get("config") else []
+        for entry in map(Path, options.get("conf_d", [])):
+            files += sorted(entry.glob("*.cnf")) if entry.is_dir() else [entry]
+        return files
+
+    def _defaults_file(self, instance: Instance, directory: Path) -> Path:
+        """stacktest's defaults for a test server, then the user's option files (read
+        after them, so theirs win); written where mariadbd is told to read it."""
+        lines = ["[mysqld]", *(f"{k} = {v}" for k, v in DEFAULT_SETTINGS.items())]
+        lines += [f"!include {path}" for path in self._option_files(instance)]
+        path = directory / "stacktest-my.cnf"
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
     def _server_argv(
         self,
@@ -191,8 +211,8 @@ class MariadbProvider(Provider):
         networking: bool,
     ) -> list[str]:
         options = instance.spec.options
-        config = options.get("config")
-        argv = [str(tools["server"]), f"--defaults-file={config}" if config else "--no-defaults"]
+        defaults = self._defaults_file(instance, data.parent)
+        argv = [str(tools["server"]), f"--defaults-file={defaults}"]
         argv += [
             f"--datadir={data}",
             f"--socket={socket}",

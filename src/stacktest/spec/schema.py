@@ -70,7 +70,8 @@ OPTIONS["mariadb"] = {
     "initdb": ((list, str), "a list of init scripts or directories (the image's initdb.d)"),
     "settings": ((dict,), "a table of server variables"),
     "args": ((list,), "a list of extra mariadbd arguments"),
-    "config": ((str,), "a my.cnf read in place of the defaults"),
+    "config": ((str,), "a my.cnf read after stacktest's defaults (its values win)"),
+    "conf_d": ((list, str), "option files or directories of .cnf (the image's conf.d)"),
     "bin_dir": ((str,), "a directory holding mariadbd"),
     "version": ((str, int, float), 'the server version to run, e.g. "10.11"'),
 }

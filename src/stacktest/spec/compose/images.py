@@ -366,6 +366,12 @@ class Image:
         initdb = self.mounts.initdb()
         if initdb:
             self.options["initdb"] = initdb
+        cnf = [host for target, host in self.mounts.binds
+               if target.startswith(("/etc/mysql/conf.d", "/etc/mysql/mariadb.conf.d"))
+               or target in ("/etc/mysql/my.cnf", "/etc/my.cnf")]  # fmt: skip
+        if cnf:  # read after stacktest's defaults; port, socket, datadir stay the run's
+            self.options["conf_d"] = sorted(str(h) for h in cnf)
+            self.mounts.used.update(t for t, h in self.mounts.binds if h in cnf)
 
     # -- rabbitmq -------------------------------------------------------------------------
     def rabbitmq(self, args: list[str], env: Mapping[str, str], image: str) -> None:
