@@ -83,12 +83,14 @@ def nats_reply_to_anonymous_connect(port: int) -> tuple[dict[str, object], str]:
 
 def test_nats_auth_and_config_file_are_in_effect(stack: Stack) -> None:
     bus = stack["bus"]
-    info, answer = nats_reply_to_anonymous_connect(int(bus.port))
+    info, answer = nats_reply_to_anonymous_connect(int(bus.port))  # no credentials
     assert info["auth_required"] is True
     assert answer == "-ERR 'Authorization Violation'"  # anonymous access refused
 
+    assert bus.url.startswith("nats://app:bus-pw@127.0.0.1:")  # the URL carries them
+
     async def with_credentials() -> bool:
-        nc = await nats.connect(bus.url.replace("nats://", "nats://app:bus-pw@"))
+        nc = await nats.connect(bus.url)
         await nc.publish("hello", b"x")
         await nc.flush()
         await nc.close()

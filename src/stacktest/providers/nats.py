@@ -64,16 +64,36 @@ def _names_itself(config: str | None) -> bool:
     return re.search(r"^\s*(server_name|name)\s*[:=]", text, re.MULTILINE) is not None
 
 
+def _credentials(args: list[str]) -> str:
+    """``user:pass@`` (``--user``/``--pass``) or ``token@`` (``--auth``) from the server's
+    arguments, URL-quoted; empty without them."""
+    from urllib.parse import quote
+
+    values: dict[str, str] = {}
+    for flag, value in zip(args, [*args[1:], ""], strict=True):
+        name, eq, inline = flag.partition("=")
+        if name in ("--user", "--pass", "--auth"):
+            values[name] = inline if eq else value
+    if "--user" in values:
+        password = f":{quote(values.get('--pass', ''), safe='')}" if "--pass" in values else ""
+        return f"{quote(values['--user'], safe='')}{password}@"
+    if "--auth" in values:
+        return f"{quote(values['--auth'], safe='')}@"
+    return ""
+
+
 class NatsProvider(Provider):
     kind = "nats"
     extra_ports = ("monitor", "cluster")
 
     def plan(self, instance: Instance) -> None:
         monitor = instance.extra_ports["monitor"]
+        auth = _credentials(instance.spec.options.get("args", []))
         instance.fields.update(
             host=instance.host,
             port=str(instance.port),
-            url=f"nats://{instance.host}:{instance.port}",
+            # a client of the stack's URL gets in where the server asks for credentials
+            url=f"nats://{auth}{instance.host}:{instance.port}",
             monitor_port=str(monitor),
             # where routes from other servers of a cluster connect (--cluster, --routes)
             cluster_port=str(instance.extra_ports["cluster"]),
