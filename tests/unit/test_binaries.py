@@ -91,3 +91,14 @@ def test_an_image_tag_names_a_version(image: str, version: str | None) -> None:
     from stacktest.spec.compose.images import tag_version
 
     assert tag_version(image) == version
+
+
+@pytest.mark.parametrize(
+    ("args", "auth"),
+    [([], ""), (["-js"], ""), (["--user", "app", "--pass", "p w"], "app:p%20w@"),
+     (["--user=app"], "app@"), (["--auth", "s3cret"], "s3cret@"), (["-D", "--auth=t"], "t@")],
+)  # fmt: skip
+def test_a_nats_url_carries_the_credentials_its_server_asks_for(
+    args: list[str], auth: str
+) -> None:
+    assert nats._credentials(args) == auth

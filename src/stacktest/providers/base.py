@@ -132,3 +132,17 @@ class Provider(abc.ABC):
         """Before anything starts: what to say when the server that would run is not the
         one asked for (another version; Valkey for Redis). None when it is."""
         return None
+
+
+class PrivateDataProvider(Provider):
+    """A server whose data directory lives in a private directory outside the run
+    directory (``scratch["private_dir"]``, in memory when it can be, reachable by the user
+    the server runs as), linked from the run directory: Postgres, MariaDB."""
+
+    async def cleanup(self, instance: Instance) -> None:
+        shutil.rmtree(instance.scratch.get("private_dir", "/nonexistent"), ignore_errors=True)
+
+    async def discard_data(self, instance: Instance) -> None:
+        # the next prepare() starts from the cached, initialised data directory again
+        data = Path(instance.scratch["private_dir"]) / "data"
+        await asyncio.to_thread(shutil.rmtree, data, True)

@@ -155,11 +155,43 @@ def choose(
     return found[0], wanted is None
 
 
-def describe(found: Sequence[Path]) -> str:
+def describe(found: Sequence[Path], flag: str = "--version") -> str:
     """``15.18 (/usr/lib/postgresql/15/bin/postgres), 18.1 (...)``: what is installed."""
-    return ", ".join(f"{version_number(version_of(b)) or '?'} ({b})" for b in found)
+    return ", ".join(f"{version_number(version_of(b, flag)) or '?'} ({b})" for b in found)
 
 
 def label(binary: Path, name: str, flag: str = "--version") -> str:
     """``PostgreSQL 15.18``: what ``stacktest status`` shows as the server that runs."""
     return f"{name} {version_number(version_of(binary, flag)) or '?'}"
+
+
+def find_all(
+    names: Sequence[str], explicit: str | None, places: Sequence[tuple[Iterable[Path], str]],
+    *, path_first: bool = True,
+) -> tuple[Search, list[Path]]:  # fmt: skip
+    """Every installed binary of ``names``: ``bin_dir`` alone when given (an error when it
+    has none), else PATH and ``places`` (directories, and what they are), in order."""
+    search = Search(names)
+    if explicit:
+        found = search.look(Path(explicit), "bin_dir in the stack file")
+        if not found:
+            raise search.fail(f"bin_dir {explicit!r} has no {names[0]}; fix or drop it")
+        return search, [found]
+    every = search.every_on_path() if path_first else []
+    for directories, label in places:
+        every += search.look_every(directories, label)
+    if not path_first:
+        every += search.every_on_path()
+    return search, list(dict.fromkeys(every))
+
+
+def mismatch_note(
+    what: str, found: Sequence[Path], wanted: str | None, remedy: str, flag: str = "--version"
+) -> str | None:
+    """What to say when none of ``found`` is the version asked for (None when one is)."""
+    chosen, matched = choose(found, wanted, flag)
+    if matched:
+        return None
+    runs = version_number(version_of(chosen, flag)) or "?"
+    return (f"{what} {wanted} is asked for and not installed: {runs} runs instead (installed: "
+            f"{describe(found, flag)}); {remedy}")  # fmt: skip

@@ -68,10 +68,42 @@ def script_files(paths: list[str]) -> list[Path]:
 
 
 async def run_scripts(
-    server: Target, paths: list[str], env: Mapping[str, str], work: Path, log: Path
+    server: Target, paths: list[str], env: Mapping[str, str], work: Path, service_log: Path
 ) -> None:
     """Run every init file against ``server``; raise ServiceStartError at the first failure.
-    Their output is appended to ``log``, as a container's would be."""
+    What they said goes to ``service_log``, as a container's would, and to ``work``'s
+    ``initdb.log`` for :func:`keep_log`."""
+    try:
+        await _run_all(server, paths, env, work, work / "initdb.log")
+    finally:
+        if (work / "initdb.log").exists():
+            append_log(service_log, (work / "initdb.log").read_bytes())
+
+
+def keep_log(work: Path, cached: Path) -> None:
+    """Keep what the init scripts said beside the cached data directory they made."""
+    if (work / "initdb.log").exists():
+        shutil.copyfile(work / "initdb.log", cached.with_name(cached.name + ".initdb.log"))
+
+
+def replay_log(cached: Path, service_log: Path) -> None:
+    """A run that starts from a cached data directory says what its init scripts said."""
+    kept = cached.with_name(cached.name + ".initdb.log")
+    if kept.exists():
+        header = (b"stacktest: the init scripts ran when this data directory was cached "
+                  b"(after `stacktest cache clean --all` they run again):\n")  # fmt: skip
+        append_log(service_log, header + kept.read_bytes())
+
+
+def append_log(log: Path, data: bytes) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(data)
+
+
+async def _run_all(
+    server: Target, paths: list[str], env: Mapping[str, str], work: Path, log: Path
+) -> None:
     staged = _stage(paths, work / "initdb", server.user)
     environment = _environment(server, env, work)
     with open(log, "ab") as out:

@@ -26,11 +26,16 @@ import shutil
 import signal
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from stacktest.errors import ServiceStartError
 from stacktest.providers import binaries, initdb
-from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, generate_password
+from stacktest.providers.base import (
+    BinaryReport,
+    Instance,
+    Launch,
+    PrivateDataProvider,
+    generate_password,
+)
 from stacktest.providers.pgdata import cache_root, scratch_root
 from stacktest.spec.model import ServiceSpec
 
@@ -60,12 +65,7 @@ PROCESS_SQL = (
 
 
 def _tool(names: list[str], explicit: str | None) -> tuple[binaries.Search, list[Path]]:
-    search = binaries.Search(names)
-    if explicit:
-        found = search.look(Path(explicit), "bin_dir in the stack file")
-        return search, [found] if found else []
-    every = search.every_on_path() + search.look_every(map(Path, SYSTEM_DIRS), "system")
-    return search, list(dict.fromkeys(every))
+    return binaries.find_all(names, explicit, [(map(Path, SYSTEM_DIRS), "system")])
 
 
 def find_binaries(explicit: str | None = None, version: str | None = None) -> dict[str, Path]:
@@ -124,7 +124,7 @@ def literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-class MariadbProvider(Provider):
+class MariadbProvider(PrivateDataProvider):
     kind = "mariadb"
 
     def plan(self, instance: Instance) -> None:
@@ -278,12 +278,9 @@ class MariadbProvider(Provider):
                     # clients read the system's my.cnf (its socket is the container's path);
                     # ~/.my.cnf comes after it and wins (HOME is `work` for the scripts)
                     (work / ".my.cnf").write_text(f"[client]\nsocket={socket}\n")
-                    try:
-                        await initdb.run_scripts(
-                            server, options["initdb"], env_for_scripts, work, work / "initdb.log"
-                        )
-                    finally:
-                        _append(instance.log_path, (work / "initdb.log").read_bytes())
+                    await initdb.run_scripts(
+                        server, options["initdb"], env_for_scripts, work, instance.log_path
+                    )
             finally:
                 if proc.returncode is None:
                     proc.send_signal(signal.SIGTERM)
@@ -295,8 +292,7 @@ class MariadbProvider(Provider):
                 log.close()
             (data / "mariadbd.pid").unlink(missing_ok=True)
             target.parent.mkdir(parents=True, exist_ok=True)
-            if (work / "initdb.log").exists():
-                shutil.copyfile(work / "initdb.log", target.with_name(target.name + ".initdb.log"))
+            initdb.keep_log(work, target)  # said again when a run starts from this copy
             staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
             await asyncio.to_thread(shutil.copytree, data, staging / "data", symlinks=True)
             with contextlib.suppress(OSError):  # another runner built it first: as good
@@ -366,13 +362,8 @@ class MariadbProvider(Provider):
         cached = cache_root() / "mariadb" / self._cache_key(instance, tools)
         if not cached.exists():
             await self._build_cache(instance, tools, cached)
-        elif cached.with_name(cached.name + ".initdb.log").exists():
-            _append(
-                instance.log_path,
-                b"stacktest: the init scripts ran when this data "
-                b"directory was cached (after `stacktest cache clean --all` they run "
-                b"again):\n" + cached.with_name(cached.name + ".initdb.log").read_bytes(),
-            )
+        else:
+            initdb.replay_log(cached, instance.log_path)
         private = Path(instance.scratch["private_dir"])
         data = private / "data"
         private.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -429,13 +420,6 @@ class MariadbProvider(Provider):
             sql += f"ALTER USER {literal(f['user'])}@'%' IDENTIFIED BY {literal(f['password'])};"
         return sql
 
-    async def cleanup(self, instance: Instance) -> None:
-        shutil.rmtree(instance.scratch.get("private_dir", "/nonexistent"), ignore_errors=True)
-
-    async def discard_data(self, instance: Instance) -> None:
-        data = Path(instance.scratch["private_dir"]) / "data"
-        await asyncio.to_thread(shutil.rmtree, data, True)
-
     def client_env(self, instance: Instance) -> dict[str, str]:
         f = instance.fields
         database = f"/{f['database']}" if f["database"] else ""
@@ -467,18 +451,14 @@ class MariadbProvider(Provider):
         return {f"{prefix}_{k}": v for prefix in ("MARIADB", "MYSQL") for k, v in env.items()}
 
     def server_note(self, spec: ServiceSpec) -> str | None:
-        wanted = spec.options.get("version")
-        _, found = _tool(["mariadbd", "mysqld"], spec.options.get("bin_dir"))
+        try:
+            _, found = _tool(["mariadbd", "mysqld"], spec.options.get("bin_dir"))
+        except Exception:
+            return None  # the start says what is missing
         if not found:
             return f"MariaDB is not installed: {INSTALL_HINT}"
-        chosen, matched = binaries.choose(found, wanted)
-        if matched:
-            return None
-        runs = binaries.version_number(binaries.version_of(chosen)) or "?"
-        return (
-            f"MariaDB {wanted} is asked for and not installed: {runs} runs instead "
-            f"(installed: {binaries.describe(found)})"
-        )
+        return binaries.mismatch_note("MariaDB", found, spec.options.get("version"),
+                                      "install it, or set bin_dir")  # fmt: skip
 
     def doctor(self) -> list[BinaryReport]:
         try:
@@ -493,9 +473,3 @@ class MariadbProvider(Provider):
                          INSTALL_HINT)
             for role, path in tools.items()
         ]  # fmt: skip
-
-
-def _append(log: Path, data: Any) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        out.write(data)

@@ -27,14 +27,7 @@ def find_server(explicit: str | None = None, version: str | None = None) -> tupl
 
 
 def _search(explicit: str | None) -> tuple[binaries.Search, list[Path]]:
-    search = binaries.Search(["memcached"])
-    if explicit:
-        found = search.look(Path(explicit), "bin_dir in the stack file")
-        if not found:
-            raise search.fail(f"bin_dir {explicit!r} has no memcached; fix or drop it")
-        return search, [found]
-    every = search.every_on_path() + search.look_every(map(Path, SYSTEM_DIRS), "system")
-    return search, list(dict.fromkeys(every))
+    return binaries.find_all(["memcached"], explicit, [(map(Path, SYSTEM_DIRS), "system")])
 
 
 async def memcached_version(host: str, port: int, timeout: float = 1.0) -> str | None:
@@ -77,19 +70,14 @@ class MemcachedProvider(Provider):
         return {"MEMCACHED_URL": instance.fields["url"], "MEMCACHED_SERVERS": address}
 
     def server_note(self, spec: ServiceSpec) -> str | None:
-        wanted = spec.options.get("version")
         try:
             _, found = _search(spec.options.get("bin_dir"))
         except Exception:
-            return None
+            return None  # the start says what is missing
         if not found:
             return f"memcached is not installed: {INSTALL_HINT}"
-        chosen, matched = binaries.choose(found, wanted)
-        if matched:
-            return None
-        runs = binaries.version_number(binaries.version_of(chosen)) or "?"
-        return (f"memcached {wanted} is asked for and not installed: {runs} runs instead "
-                f"(installed: {binaries.describe(found)})")  # fmt: skip
+        return binaries.mismatch_note("memcached", found, spec.options.get("version"),
+                                      "install it, or set bin_dir")  # fmt: skip
 
     def doctor(self) -> list[BinaryReport]:
         try:

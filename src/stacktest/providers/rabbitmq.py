@@ -44,14 +44,8 @@ def find_server(explicit: str | None = None, version: str | None = None) -> tupl
 
 
 def _search(explicit: str | None) -> tuple[binaries.Search, list[Path]]:
-    search = binaries.Search(["rabbitmq-server"])
-    if explicit:
-        found = search.look(Path(explicit), "bin_dir in the stack file")
-        if not found:
-            raise search.fail(f"bin_dir {explicit!r} has no rabbitmq-server; fix or drop it")
-        return search, [found]
-    every = search.look_every(map(Path, SEARCH_DIRS), "system") + search.every_on_path()
-    return search, list(dict.fromkeys(every))
+    places = [(map(Path, SEARCH_DIRS), "system")]
+    return binaries.find_all(["rabbitmq-server"], explicit, places, path_first=False)
 
 
 def installed_version(server: Path) -> str | None:

