@@ -19,19 +19,17 @@ copied where that user can read them and run as that user, as the image runs the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gzip
 import lzma
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from stacktest.errors import ServiceStartError
+from stacktest.providers.commands import run_captured
 from stacktest.providers.pgdata import chown_tree
 
 SQL_SUFFIXES = (".sql", ".sql.gz", ".sql.xz", ".sql.zst")
@@ -126,7 +124,9 @@ async def _run_all(
                 continue
             out.write(f"stacktest: {what}\n".encode())
             out.flush()
-            code, said = await _run(argv, data, environment, server.user, copy.parent)
+            code, said = await run_captured(
+                argv, stdin=data, env=environment, user=server.user, cwd=copy.parent
+            )
             # name the user's file (psql names what it read: the copy, or stdin)
             text = said.replace(str(copy), str(original))
             text = text.replace("psql:<stdin>:", f"psql:{original}:")
@@ -198,27 +198,3 @@ def _unzstd(service: str, original: Path, raw: bytes) -> bytes:
             hint="apt install zstd (brew install zstd), or compress it with gzip or xz",
         )
     return subprocess.run([tool, "-dc"], input=raw, capture_output=True, check=True).stdout
-
-
-async def _run(
-    argv: list[str], data: bytes | None, env: Mapping[str, str], user: str | None, cwd: Path
-) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if data is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=dict(env),
-        cwd=cwd,
-        user=user,
-        start_new_session=True,
-    )
-    try:
-        out, _ = await proc.communicate(data)
-    except BaseException:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-        raise
-    return proc.returncode or 0, out.decode(errors="replace")

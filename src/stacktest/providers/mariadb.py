@@ -36,6 +36,7 @@ from stacktest.providers.base import (
     PrivateDataProvider,
     generate_password,
 )
+from stacktest.providers.commands import run_captured
 from stacktest.providers.pgdata import cache_root, scratch_root
 from stacktest.spec.model import ServiceSpec
 
@@ -96,20 +97,11 @@ def _run_as_flag() -> str:
 
 
 async def _run(argv: list[str], service: str, what: str, stdin: bytes | None = None) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "MYSQL_PWD": ""},
-    )
-    out, _ = await proc.communicate(stdin)
-    text = out.decode(errors="replace")
-    if proc.returncode != 0:
+    code, text = await run_captured(argv, stdin=stdin, env={**os.environ, "MYSQL_PWD": ""})
+    if code != 0:
         raise ServiceStartError(
             service,
-            f"could not {what} (exit code {proc.returncode})",
+            f"could not {what} (exit code {code})",
             log_tail=text.strip().splitlines()[-15:],
             hint="run `stacktest doctor` to see which MariaDB is used",
         )

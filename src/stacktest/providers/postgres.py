@@ -37,6 +37,7 @@ from stacktest.providers.base import (
     PrivateDataProvider,
     generate_password,
 )
+from stacktest.providers.commands import run_captured
 from stacktest.providers.pgbin import find_bin_dir, version_note
 from stacktest.providers.pgdata import (
     cache_root,
@@ -78,27 +79,11 @@ def run_as() -> str | None:
 
 
 async def _run(argv: list[str], *, user: str | None, what: str, service: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        user=user,
-        env={**os.environ, "LC_ALL": "C"},
-        start_new_session=True,
-    )
-    try:
-        out, _ = await proc.communicate()
-    except BaseException:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-        raise
-    text = out.decode(errors="replace")
-    if proc.returncode != 0:
+    code, text = await run_captured(argv, user=user, env={**os.environ, "LC_ALL": "C"})
+    if code != 0:
         raise ServiceStartError(
             service,
-            f"could not {what} (exit code {proc.returncode})",
+            f"could not {what} (exit code {code})",
             log_tail=text.strip().splitlines()[-15:],
             hint="run `stacktest doctor` to see which PostgreSQL binaries are used",
         )
