@@ -435,3 +435,51 @@ def test_mariadb_database_per_test(pytester: pytest.Pytester, monkeypatch: pytes
         from tests.helpers import run_stacktest
 
         run_stacktest("down", cwd=pytester.path)
+
+
+def test_rabbitmq_vhost_per_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's queues live in a vhost of its own: a queue one test declares does not
+    exist for the other; the vhosts are gone after."""
+    from tests.system_packages import require
+
+    require("rabbitmq-server", "/usr/lib/rabbitmq/bin/rabbitmq-server")
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID",
+                "STACKTEST_FILE", "STACKTEST_ATTACH", "STACKTEST_KEEP", "PYTEST_ADDOPTS"):
+        monkeypatch.delenv(var, raising=False)
+    (pytester.path / "stack.toml").write_text(
+        '[services.mq]\nuse = "rabbitmq"\nmanagement = true\nstart_timeout = 60\n'
+    )
+    pytester.makepyfile(test_iso="""
+        import pika
+        import pytest
+
+        @pytest.mark.parametrize("who", ["ada", "grace"])
+        def test_own_vhost(rabbitmq_vhost, who):
+            connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_vhost.url))
+            channel = connection.channel()
+            # the queue is new in every test's vhost: no message of the other test in it
+            declared = channel.queue_declare("jobs")
+            assert declared.method.message_count == 0
+            channel.basic_publish("", "jobs", who.encode())
+            connection.close()
+            with open("vhosts.txt", "a") as out:
+                out.write(rabbitmq_vhost.name + "\\n")
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stack-keep", timeout=180)
+    result.assert_outcomes(passed=2)
+    names = (pytester.path / "vhosts.txt").read_text().split()
+    try:
+        state = json.loads((pytester.path / ".stacktest" / "state.json").read_text())
+        fields = state["instances"]["mq"]["fields"]
+        import base64
+
+        auth = base64.b64encode(f"{fields['user']}:{fields['password']}".encode()).decode()
+        request = urllib.request.Request(f"{fields['management_url']}/api/vhosts",
+                                         headers={"Authorization": f"Basic {auth}"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=5) as response:
+            left = {v["name"] for v in json.load(response)}
+        assert len(set(names)) == 2 and not set(names) & left, (names, left)
+    finally:
+        from tests.helpers import run_stacktest
+
+        run_stacktest("down", cwd=pytester.path)

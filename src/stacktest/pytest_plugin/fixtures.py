@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from stacktest.isolation.mariadb import MariadbDatabase
     from stacktest.isolation.nats import SubjectScope
     from stacktest.isolation.postgres import PgDatabase
+    from stacktest.isolation.rabbitmq import RabbitVhost
     from stacktest.isolation.valkey import KeyScope
     from stacktest.load.results import LoadResult
     from stacktest.stack import Stack
@@ -209,6 +210,34 @@ def mariadb_database(
     """This test's own database on the stack's MariaDB service: ``mariadb_database.url``,
     ``.name``, ``.user``, ``.password``; a copy of the service's first database."""
     return mariadb_database_factory()
+
+
+@pytest.fixture
+def rabbitmq_vhost_factory(
+    request: pytest.FixtureRequest, stack: Stack | AttachedStack, namespace: str
+) -> Iterator[Callable[..., RabbitVhost]]:
+    """``rabbitmq_vhost_factory("mq")``: a vhost of this test's own on that RabbitMQ service
+    (its default user may do anything there), deleted after the test."""
+    from stacktest.isolation.rabbitmq import RabbitAdmin
+
+    made: list[tuple[RabbitAdmin, str]] = []
+
+    def make(service: str | None = None) -> RabbitVhost:
+        name = _pick(request, service, ("rabbitmq",))
+        admin = RabbitAdmin.of(name, stack[name].fields)
+        vhost = f"{namespace}_{len(made)}" if made else namespace
+        made.append((admin, vhost))
+        return admin.create(vhost)
+
+    yield make
+    for admin, vhost in made:
+        admin.delete(vhost)
+
+
+@pytest.fixture
+def rabbitmq_vhost(rabbitmq_vhost_factory: Callable[..., RabbitVhost]) -> RabbitVhost:
+    """This test's own vhost on the stack's RabbitMQ service: ``rabbitmq_vhost.url``."""
+    return rabbitmq_vhost_factory()
 
 
 @pytest.fixture
