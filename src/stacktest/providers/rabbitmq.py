@@ -108,6 +108,28 @@ class RabbitmqProvider(Provider):
                       f"management.tcp.port = {f['management_port']}"]  # fmt: skip
         return "\n".join(lines) + "\n"
 
+    def _classic_config(self, instance: Instance) -> str:
+        """The same settings as Erlang terms (``rabbitmq.config``): without a user's
+        ``rabbitmq.conf`` to translate, the broker skips its schema translation at boot
+        (0.5 to 1 s of a 6 to 7 s start, measured here)."""
+        f = instance.fields
+
+        def binary(text: str) -> str:
+            return '<<"' + text.replace("\\", "\\\\").replace('"', '\\"') + '">>'
+
+        rabbit = [
+            f'{{tcp_listeners, [{{"{instance.host}", {instance.port}}}]}}',
+            "{loopback_users, []}",
+            f"{{default_user, {binary(f['user'])}}}",
+            f"{{default_pass, {binary(f['password'])}}}",
+            f"{{default_vhost, {binary(f['vhost'])}}}",
+        ]
+        apps = [f"{{rabbit, [{', '.join(rabbit)}]}}"]
+        if instance.spec.options.get("management"):
+            listener = f'{{port, {f["management_port"]}}}, {{ip, "{instance.host}"}}'
+            apps.append(f"{{rabbitmq_management, [{{listener, [{listener}]}}]}}")
+        return "[" + ",\n ".join(apps) + "].\n"
+
     async def prepare(self, instance: Instance) -> Launch:
         options = instance.spec.options
         server, _ = find_server(options.get("bin_dir"), options.get("version"))
@@ -117,7 +139,12 @@ class RabbitmqProvider(Provider):
         shutil.rmtree(mnesia, ignore_errors=True)  # fresh each start (the users are in it)
         (home / "log").mkdir(parents=True, exist_ok=True)
         mnesia.mkdir(parents=True)
-        (home / "rabbitmq.conf").write_text(self._conf(instance))
+        if options.get("config"):  # the user's rabbitmq.conf, then ours: translated at boot
+            config = home / "rabbitmq.conf"
+            config.write_text(self._conf(instance))
+        else:
+            config = home / "rabbitmq.config"
+            config.write_text(self._classic_config(instance))
         plugins = list(options.get("plugins", []))
         if options.get("management") and "rabbitmq_management" not in plugins:
             plugins.append("rabbitmq_management")
@@ -131,7 +158,7 @@ class RabbitmqProvider(Provider):
             "ERL_EPMD_PORT": str(ports["epmd"]), "ERL_EPMD_ADDRESS": instance.host,
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
             "RABBITMQ_MNESIA_BASE": str(mnesia), "RABBITMQ_LOG_BASE": str(home / "log"),
-            "RABBITMQ_LOGS": "-", "RABBITMQ_CONFIG_FILE": str(home / "rabbitmq.conf"),
+            "RABBITMQ_LOGS": "-", "RABBITMQ_CONFIG_FILE": str(config),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(home / "enabled_plugins"),
             "RABBITMQ_PID_FILE": str(home / "rabbitmq.pid"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(home / "advanced.config"),
