@@ -288,6 +288,17 @@ def test_a_redis_replica_and_a_nats_cluster_of_services(tmp_path: Path) -> None:
             info = replica.info("replication")
             assert info["role"] == "slave" and info["master_link_status"] == "up"
             assert info["master_port"] == int(stack["redis-primary"].port)
+            # the sentinel watches the primary by its local address, and finds the replica
+            sentinel = redis.Redis.from_url(stack["sentinel"].url, decode_responses=True)
+            try:
+                master = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", "mymaster")
+                assert master == ["127.0.0.1", str(stack["redis-primary"].port)]
+                assert eventually(
+                    lambda: len(sentinel.execute_command("SENTINEL", "replicas", "mymaster")) == 1,
+                    timeout=20,
+                )
+            finally:
+                sentinel.close()
         finally:
             primary.close()
             replica.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -119,6 +120,8 @@ class ValkeyProvider(Provider):
         name = "Redis" if server.name.startswith("redis") else "Valkey"
         instance.scratch["server"] = binaries.label(server, name)
         instance.data_dir.mkdir(parents=True, exist_ok=True)
+        if options.get("sentinel"):
+            return self._sentinel(instance, server)
         # the config file first: what follows on the command line wins over it
         argv = [
             str(server),
@@ -145,6 +148,20 @@ class ValkeyProvider(Provider):
                 value = "yes" if value else "no"
             # `save = "60 1"` is two arguments, as on redis-server's command line; "" is one
             argv += [f"--{key}", *(str(value).split() or [""])]
+        return Launch(argv=argv, env={**os.environ, **instance.env}, cwd=instance.data_dir)
+
+    def _sentinel(self, instance: Instance, server: Path) -> Launch:
+        """A sentinel: a writable copy of its sentinel.conf (it rewrites it), the addresses of
+        the services it watches made theirs, then what a local run owns on the command line."""
+        text = Path(instance.spec.options["config"]).read_text(encoding="utf-8")
+        addresses = (instance.options or instance.spec.options).get("addresses", {})
+        for address, local in addresses.items():
+            text = re.sub(rf"(?<![\w.-]){re.escape(address)}(?!\d)", local, text)
+        config = instance.data_dir / "sentinel.conf"
+        config.write_text(text)
+        argv = [str(server), str(config), "--sentinel", "--port", str(instance.port),
+                "--bind", instance.host, "--dir", str(instance.data_dir),
+                "--daemonize", "no"]  # fmt: skip
         return Launch(argv=argv, env={**os.environ, **instance.env}, cwd=instance.data_dir)
 
     async def probe(self, instance: Instance) -> bool:

@@ -47,6 +47,9 @@ OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "settings": ((dict,), "a table of server config settings"),
         "persistence": ((bool,), "true or false"),
         "config": ((str,), "a server config file (redis.conf / valkey.conf)"),
+        "sentinel": ((bool,), "true: run as a sentinel; config is its sentinel.conf"),
+        "addresses": ((dict,), "services' addresses in a sentinel.conf -> theirs "
+                      '({ "primary 6379" = "{primary.host} {primary.port}" })'),
         "version": ((str, int, float), 'the server version to run, e.g. "16" (an image tag)'),
     },
     "nats": {

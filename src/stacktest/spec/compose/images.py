@@ -30,8 +30,20 @@ from stacktest.spec.compose.values import INITDB, Failing, is_bind, literal, vol
 #: Programs an image's command may name before the server's own arguments.
 PROGRAMS = {
     "postgres": ("docker-entrypoint.sh", "postgres"),
-    "redis": ("docker-entrypoint.sh", "redis-server", "valkey-server"),
-    "valkey": ("docker-entrypoint.sh", "valkey-server", "redis-server"),
+    "redis": (
+        "docker-entrypoint.sh",
+        "redis-server",
+        "valkey-server",
+        "redis-sentinel",
+        "valkey-sentinel",
+    ),
+    "valkey": (
+        "docker-entrypoint.sh",
+        "valkey-server",
+        "redis-server",
+        "valkey-sentinel",
+        "redis-sentinel",
+    ),
     "nats": ("nats-server", "/nats-server"),
     "memcached": ("docker-entrypoint.sh", "memcached"),
     "mariadb": ("docker-entrypoint.sh", "mariadbd", "mysqld"),
@@ -45,8 +57,10 @@ MARIADB_OWNED = {
     "port": "the server listens on the port stacktest gives it (the published port, if any)",
     "bind-address": "the server listens on 127.0.0.1 only",
     "socket": "the socket is in the run's private directory",
-    "datadir": "the data directory is the run's own", "user": "the server runs as you",
-    "pid-file": "stacktest tracks the process itself", "skip-networking": "clients use TCP",
+    "datadir": "the data directory is the run's own",
+    "user": "the server runs as you",
+    "pid-file": "stacktest tracks the process itself",
+    "skip-networking": "clients use TCP",
     "log-error": "the server's log is the service's log (`stacktest logs`)",
 }
 #: memcached flags stacktest owns.
@@ -140,6 +154,8 @@ class Image:
     ) -> None:  # fmt: skip
         #: Every service's container port, and its built-in kind (None: a process).
         self.peers, self.kinds = peers, kinds
+        #: A Redis/Valkey command that runs the sentinel (redis-sentinel, --sentinel).
+        self.sentinel = False
         self.key = key
         self.kind = kind
         self.failing = failing
@@ -158,6 +174,7 @@ class Image:
                       "it did in x-stacktest, or a one-shot service)")  # fmt: skip
         args = shlex.split(command) if isinstance(command, str) else [str(a) for a in command or []]
         while args and Path(args[0]).name in {Path(p).name for p in PROGRAMS[self.kind]}:
+            self.sentinel = self.sentinel or Path(args[0]).name.endswith("-sentinel")
             args = args[1:]
         if (
             args
@@ -246,6 +263,24 @@ class Image:
         if args and not args[0].startswith("-"):
             self.options["config"] = self.container_file("command", args[0])
             args = args[1:]
+        if "--sentinel" in args or self.sentinel:
+            # a sentinel: its config (which it rewrites) names the masters it watches
+            args = [a for a in args if a != "--sentinel"]
+            self.options["sentinel"] = True
+            if "config" not in self.options:
+                self.failing.fail(
+                    f"{self.key}.command",
+                    "a sentinel needs its config file "
+                    "(sentinel.conf, with `sentinel monitor ...`) and none is "
+                    "named",
+                    "mount it and name it: redis-sentinel /etc/sentinel.conf",
+                )
+            self.options["addresses"] = {
+                f"{name} {port}": f"{{{name}.host}} {{{name}.port}}"
+                for name, port in self.peers.items()
+                if port is not None and self.kinds.get(name) in ("redis", "valkey")
+                and name != self.key.split(".", 1)[1]
+            }
         settings: dict[str, str] = {}
         i = 0
         while i < len(args):
@@ -327,15 +362,17 @@ class Image:
             "name the service and its container port (redis-primary 6379)",
         )
 
-
     # -- mariadb / mysql ------------------------------------------------------------------
     def mariadb(self, args: list[str], env: Mapping[str, str], image: str) -> None:
         def var(name: str) -> str | None:  # MARIADB_X, or the image's older MYSQL_X
             return env.get(f"MARIADB_{name}", env.get(f"MYSQL_{name}"))
 
         if image.split("@")[0].rsplit("/", 1)[-1].split(":")[0] == "mysql":
-            self.note("image", f"{image}: MariaDB runs in its place (the same protocol and "
-                      "SQL for most uses; MySQL 8's own features and version differ)")
+            self.note(
+                "image",
+                f"{image}: MariaDB runs in its place (the same protocol and "
+                "SQL for most uses; MySQL 8's own features and version differ)",
+            )
         database, user = var("DATABASE"), var("USER")
         if database:
             self.options["databases"] = [database]
@@ -352,8 +389,11 @@ class Image:
         elif (var("ALLOW_EMPTY_ROOT_PASSWORD") or var("ALLOW_EMPTY_PASSWORD")) in ("1", "yes"):
             self.options["root_password"] = ""
         elif not var("RANDOM_ROOT_PASSWORD"):
-            self.note("environment", "no root password is set: the image would refuse to "
-                      "start; stacktest makes one up ({SERVICE.root_password})")
+            self.note(
+                "environment",
+                "no root password is set: the image would refuse to "
+                "start; stacktest makes one up ({SERVICE.root_password})",
+            )
         passed: list[str] = []
         for arg in args:
             name = arg.removeprefix("--").partition("=")[0].replace("_", "-")
@@ -376,8 +416,11 @@ class Image:
     # -- rabbitmq -------------------------------------------------------------------------
     def rabbitmq(self, args: list[str], env: Mapping[str, str], image: str) -> None:
         if args:
-            self.note("command", f"{shlex.join(args)}: not passed (rabbitmq-server takes its "
-                      "settings from rabbitmq.conf)")
+            self.note(
+                "command",
+                f"{shlex.join(args)}: not passed (rabbitmq-server takes its "
+                "settings from rabbitmq.conf)",
+            )
         for name, option in (("USER", "user"), ("PASS", "password"), ("VHOST", "vhost")):
             if env.get(f"RABBITMQ_DEFAULT_{name}"):
                 self.options[option] = env[f"RABBITMQ_DEFAULT_{name}"]
@@ -401,8 +444,11 @@ class Image:
         """The image's configuration files where it reads them, the other files the
         configuration names, and the addresses of the stack's services in it."""
         if args and args != ["-g", "daemon off;"]:
-            self.note("command", f"{shlex.join(args)}: not passed (nginx runs in the "
-                      "foreground with its configuration; -g directives go in the file)")
+            self.note(
+                "command",
+                f"{shlex.join(args)}: not passed (nginx runs in the "
+                "foreground with its configuration; -g directives go in the file)",
+            )
         binds = dict(self.mounts.binds)
         conf_d = [host for target, host in self.mounts.binds
                   if target == NGINX_CONF_D or target.startswith(NGINX_CONF_D + "/")]  # fmt: skip
@@ -413,8 +459,11 @@ class Image:
         if NGINX_HTML in binds:
             self.options["root"] = str(binds[NGINX_HTML])
         if any(t.startswith("/etc/nginx/templates") for t, _ in self.mounts.binds):
-            self.note("volumes", "/etc/nginx/templates: the image's envsubst templates are not "
-                      "rendered; mount the rendered file in conf.d instead")
+            self.note(
+                "volumes",
+                "/etc/nginx/templates: the image's envsubst templates are not "
+                "rendered; mount the rendered file in conf.d instead",
+            )
         self.options["mounts"] = {t: str(h) for t, h in self.mounts.binds}
         self.options["listen"] = self.peers.get(me) or 80  # its container port
         self.mounts.used.update(t for t, _ in self.mounts.binds)
