@@ -310,6 +310,12 @@ def test_a_redis_replica_and_a_nats_cluster_of_services(tmp_path: Path) -> None:
 
         for name in ("nats-1", "nats-2", "nats-3"):
             assert eventually(lambda name=name: routes(name) >= 2, timeout=15), name
+        # from config files' cluster blocks: the routes join, the listener is on loopback
+        for name in ("conf-1", "conf-2"):
+            assert eventually(lambda name=name: routes(name) >= 1, timeout=15), name
+            with urllib.request.urlopen(f"{stack[name].monitor_url}/varz", timeout=5) as r:
+                cluster = json.load(r)["cluster"]
+            assert cluster["name"] == "from-config" and cluster["addr"] == "127.0.0.1"
 
         async def crosses() -> bytes:
             sub = await nats.connect(stack["nats-2"].url)

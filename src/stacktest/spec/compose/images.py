@@ -337,8 +337,32 @@ class Image:
                 self.note("command", f"{shown}: {owned[flag]}")
             else:
                 passed += [literal(arg)] if value is None or eq else [literal(arg), literal(value)]
+        if self.options.get("config"):
+            passed += self.nats_config_cluster(Path(self.options["config"]), passed)
         if passed:
             self.options["args"] = passed
+
+    def nats_config_cluster(self, config: Path, passed: list[str]) -> list[str]:
+        """A config file's ``cluster {}`` block, made to run here: its listener on
+        127.0.0.1 at the cluster port, its routes to the stack's NATS services (as flags,
+        which win over the file); other listeners it declares are said."""
+        text = config.read_text(encoding="utf-8", errors="replace")
+        extra: list[str] = []
+        block = re.search(r"^\s*cluster\s*[:=]?\s*\{(?P<body>.*?)^\s*\}", text, re.M | re.S)
+        if block is not None:
+            if "--cluster" not in passed and "--cluster_listen" not in passed:
+                extra += ["--cluster", "nats://127.0.0.1:{cluster_port}"]
+            urls = re.findall(r"nats(?:-route)?://[^\s,\]\"']+", block["body"])
+            if urls and "--routes" not in passed:
+                extra += ["--routes", ",".join(self.route(u) for u in urls)]
+            self.note("command", f"-c {config.name}: its cluster listener is on 127.0.0.1 at "
+                      "the service's cluster port and its routes reach the stack's services "
+                      "(as --cluster/--routes, which win over the file)")  # fmt: skip
+        for other in ("gateway", "leafnodes", "websocket", "mqtt"):
+            if re.search(rf"^\s*{other}\s*[:=]?\s*\{{", text, re.M):
+                self.note("command", f"-c {config.name}: its {other} listener is used as "
+                          "written (stacktest does not move it to 127.0.0.1: check its address)")
+        return extra
 
     def route(self, url: str) -> str:
         """A cluster route to another NATS service of the stack -> its local cluster port."""
