@@ -11,7 +11,7 @@ ruff check src tests benchmarks examples scripts
 echo "==> mypy (strict, src/)"
 mypy
 echo "==> pytest: stacktest"
-python -m pytest -n "${STACKTEST_TEST_WORKERS:-2}" "$@"
+python -m pytest -n "${STACKTEST_TEST_WORKERS:-2}" --dist loadgroup "$@"
 echo "==> pytest: examples/quickstart (stacktest test)"
 python -m stacktest test --file examples/quickstart/stack.toml -- -p no:cacheprovider -q examples/quickstart/tests
 echo "==> pytest: examples/quickstart from its docker-compose.yml (stacktest test)"

@@ -357,11 +357,15 @@ def test_nginx_proxies_to_a_stack_service_and_serves_its_files(tmp_path: Path) -
             assert b"static from nginx" in response.read()
         with urllib.request.urlopen("http://127.0.0.1:18090/api/hello.txt", timeout=5) as response:
             assert response.read() == b"hello from the api\n"  # through the upstream
-        assert "GET /api/hello.txt" in stack["web"].log_path.read_text()  # access log: the service's
+        from stacktest import eventually
+
+        # nginx's access log is the service's log (written once the response went out)
+        assert eventually(lambda: "GET /api/hello.txt" in stack["web"].log_path.read_text(), timeout=10)
         conf = (stack["web"].log_path.parent.parent / "services" / "web" / "nginx.conf").read_text()
         assert f"server 127.0.0.1:{stack['api'].port};" in conf
 
 
+@pytest.mark.xdist_group("timing")  # an Erlang VM boots: keep load tests clear of it
 def test_rabbitmq_publish_consume_and_the_management_api(tmp_path: Path) -> None:
     import base64
 
@@ -454,6 +458,7 @@ def test_mariadb_database_per_test(pytester: pytest.Pytester, monkeypatch: pytes
         run_stacktest("down", cwd=pytester.path)
 
 
+@pytest.mark.xdist_group("timing")  # an Erlang VM boots: keep load tests clear of it
 def test_rabbitmq_vhost_per_test(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's queues live in a vhost of its own: a queue one test declares does not
     exist for the other; the vhosts are gone after."""

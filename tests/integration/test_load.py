@@ -21,7 +21,9 @@ from stacktest.load.runner import ScenarioRef
 from stacktest.load.session import Session
 from tests.helpers import run_stacktest
 
-pytestmark = pytest.mark.integration
+# timing-sensitive: never beside the heaviest servers' tests (same group: one worker, in
+# turn, under `--dist loadgroup`, as scripts/test.sh runs them)
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("timing")]
 PY = sys.executable
 SERVER = Path(__file__).with_name("load_server.py")
 STACK = f"""
@@ -76,6 +78,7 @@ def direct_overhead_ms(api: str, requests: int = 40) -> float:
 
 def test_p50_matches_the_known_service_time(api: str) -> None:
     httpx.get(f"{api}/stats", timeout=5)  # forget earlier tests' requests
+    before = direct_overhead_ms(api)
     result = LoadTest(sleep_10ms, api, [Phase("steady", "3s", 50)]).run()
     assert result.phases["steady"]["offered"] == 150
     assert result.phases["steady"]["completed"] == 150
@@ -89,9 +92,11 @@ def test_p50_matches_the_known_service_time(api: str) -> None:
     # What the load tool adds beyond that is what a direct client adds on this machine at
     # this moment (0.8 to 1 ms for both on a 2-core machine, idle or busy: the server's own
     # request handling is most of it), plus at most half a millisecond of its own (the
-    # event loop, the schedule, the recorder).
-    peer = direct_overhead_ms(api)
-    assert 0 <= added <= max(peer, 0) + 0.5, (service, server_p50, peer)
+    # event loop, the schedule, the recorder). The direct client is measured just before
+    # and just after the run (the other xdist worker's tests change the machine's load
+    # from one second to the next); the larger is the reference.
+    peer = max(before, direct_overhead_ms(api), 0)
+    assert 0 <= added <= peer + 0.5, (service, server_p50, before, peer)
     # Nothing queues at 50/s: the corrected latency is the service time of the same run
     # (compared with it, not with the nominal 10 ms, which a loaded machine's timers miss).
     assert latency["p50"] >= service["p50"] - 0.05, (latency, service)
