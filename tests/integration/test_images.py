@@ -341,8 +341,9 @@ def test_a_redis_replica_and_a_nats_cluster_of_services(tmp_path: Path) -> None:
 
 
 def test_nginx_proxies_to_a_stack_service_and_serves_its_files(tmp_path: Path) -> None:
-    """The image's conf.d and html mounts, `server api:8000` in an upstream, the published
-    port: what the browser saw under Docker, it sees here."""
+    """The image's templates (rendered with the service's environment) and html mounts,
+    `server ${API_UPSTREAM}` in an upstream, the published port: what the browser saw under
+    Docker, it sees here."""
     from tests.system_packages import require
 
     require("nginx", "/usr/sbin/nginx")
@@ -352,6 +353,7 @@ def test_nginx_proxies_to_a_stack_service_and_serves_its_files(tmp_path: Path) -
     web = spec.services["web"]
     assert web.use == "nginx" and web.port == 18090
     assert web.options["addresses"] == {"api:8000": "{api.host}:{api.port}"}
+    assert web.env["API_UPSTREAM"] == "{api.host}:{api.port}"  # for the template
     with Stack(spec) as stack:
         with urllib.request.urlopen("http://127.0.0.1:18090/", timeout=5) as response:
             assert b"static from nginx" in response.read()
@@ -362,7 +364,8 @@ def test_nginx_proxies_to_a_stack_service_and_serves_its_files(tmp_path: Path) -
         # nginx's access log is the service's log (written once the response went out)
         assert eventually(lambda: "GET /api/hello.txt" in stack["web"].log_path.read_text(), timeout=10)
         conf = (stack["web"].log_path.parent.parent / "services" / "web" / "nginx.conf").read_text()
-        assert f"server 127.0.0.1:{stack['api'].port};" in conf
+        assert f"server 127.0.0.1:{stack['api'].port};" in conf  # the template, rendered
+        assert "server_name localhost;" in conf and "$host;" in conf  # nginx's own $host kept
 
 
 @pytest.mark.xdist_group("timing")  # an Erlang VM boots: keep load tests clear of it

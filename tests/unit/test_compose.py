@@ -317,3 +317,34 @@ def test_an_unset_variable_is_empty_with_a_warning_and_an_error_when_strict(
     assert any(w.startswith("variable NOPE_TOKEN is not set") for w in spec.warnings)
     with pytest.raises(ConfigError, match=r"variable NOPE_TOKEN is not set \(strict"):
         load_stack(tmp_path / "compose.yaml", strict=True)
+
+
+def test_nginx_mounts_become_its_configuration(tmp_path: Path) -> None:
+    for name in ("site.conf", "nginx.conf", "api.conf.template"):
+        (tmp_path / name).write_text("# x\n")
+    path = write_compose(tmp_path, """
+        services:
+          api:
+            build: .
+            expose: ["8000"]
+            x-stacktest: { command: [x] }
+          a:
+            image: nginx
+            ports: ["8080:80"]
+            volumes: ["./site.conf:/etc/nginx/conf.d/site.conf:ro"]
+          b:
+            image: nginx:1.25
+            volumes: ["./nginx.conf:/etc/nginx/nginx.conf:ro"]
+          c:
+            image: nginx
+            environment: { UPSTREAM: "api:8000" }
+            volumes: ["./api.conf.template:/etc/nginx/templates/api.conf.template"]
+    """)  # fmt: skip
+    spec = load_stack(path)
+    a, b, c = (spec.services[n] for n in "abc")
+    assert a.port == 8080 and a.options["conf_d"] == [str(tmp_path / "site.conf")]
+    assert b.options["config"] == str(tmp_path / "nginx.conf") and b.options["version"] == "1.25"
+    assert c.options["templates"] == [str(tmp_path / "api.conf.template")]
+    assert c.env["UPSTREAM"] == "{api.host}:{api.port}"  # rendered at plan, into the template
+    assert a.options["addresses"]["api:8000"] == "{api.host}:{api.port}"  # others' addresses
+    assert "a:80" not in a.options["addresses"]  # (not its own)

@@ -142,7 +142,11 @@ class NginxProvider(Provider):
         scratch = instance.data_dir
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (scratch / f"{sub}_temp_path").mkdir(parents=True, exist_ok=True)
+        rendered = self._render_templates(instance, scratch / "conf.d")
         rewriter = Rewriter(instance, int(options.get("listen", 80)), scratch)
+        if rendered:  # an nginx.conf that includes /etc/nginx/conf.d/*.conf finds them
+            rewriter.mounts.setdefault(IMAGE_CONF_DIR + "/conf.d", str(scratch / "conf.d"))
+        instance.scratch["templates"] = [str(p) for p in rendered]
         conf = scratch / "nginx.conf"
         conf.write_text(self._config(instance, rewriter))
         instance.scratch["dropped"] = "\n".join(rewriter.dropped)
@@ -168,12 +172,33 @@ class NginxProvider(Provider):
         files: list[Path] = []
         for entry in map(Path, options.get("conf_d", [])):
             files += sorted(entry.glob("*.conf")) if entry.is_dir() else [entry]
+        files += [Path(p) for p in instance.scratch.get("templates", [])]
         if files:
             body = "".join(rewriter.text(f.read_text(encoding="utf-8")) for f in files)
         else:
             root = options.get("root") or str(_default_html())
             body = rewriter.text(DEFAULT_SERVER.format(root=root))
         return "\n".join([*parts, body, "}"]) + "\n"
+
+    def _render_templates(self, instance: Instance, target: Path) -> list[Path]:
+        """The image's ``/etc/nginx/templates/*.template``: ``${VAR}`` and ``$VAR`` of the
+        variables the service's environment sets (nginx's own ``$host`` stays), written to
+        ``conf.d`` without the suffix, as its entrypoint does with envsubst."""
+        files: list[Path] = []
+        for entry in map(Path, instance.spec.options.get("templates", [])):
+            files += sorted(entry.rglob("*.template")) if entry.is_dir() else [entry]
+        rendered = []
+        env = instance.env
+        pattern = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+        for template in files:
+            text = pattern.sub(
+                lambda m: env.get(m[1] or m[2], m[0]), template.read_text(encoding="utf-8")
+            )
+            out = target / template.name.removesuffix(".template")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+            rendered.append(out)
+        return rendered
 
     async def probe(self, instance: Instance) -> bool:
         return await http_status(instance.fields["url"] + "/", timeout=1.0) is not None

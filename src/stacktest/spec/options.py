@@ -52,7 +52,7 @@ def provider_options(
                             'write the major version ("16") or more ("7.2")')  # fmt: skip
         elif option == "config":
             value = resolve_paths(parser, key, option, value, what="file", files_only=True)[0]
-        elif option in ("conf_d", "root", "initdb"):
+        elif option in ("conf_d", "root", "initdb", "templates"):
             value = resolve_paths(parser, key, option, value, what="file or directory")
             value = value[0] if option == "root" else value
         elif option == "host_auth_method" and value not in HOST_AUTH_METHODS:

@@ -81,6 +81,7 @@ OPTIONS["mariadb"] = {
 OPTIONS["nginx"] = {
     "config": ((str,), "an nginx.conf (its whole configuration)"),
     "conf_d": ((list, str), "files or directories of server blocks (the image's conf.d)"),
+    "templates": ((list, str), "*.template files or directories, rendered with env into conf.d"),
     "root": ((str,), "a directory served as / (without config or conf_d)"),
     "listen": ((int,), "the port the configuration listens on for the service's port (80)"),
     "mounts": ((dict,), "container paths the configuration names -> files here"),

@@ -482,12 +482,9 @@ class Image:
             self.options["conf_d"] = sorted(str(h) for h in conf_d)
         if NGINX_HTML in binds:
             self.options["root"] = str(binds[NGINX_HTML])
-        if any(t.startswith("/etc/nginx/templates") for t, _ in self.mounts.binds):
-            self.note(
-                "volumes",
-                "/etc/nginx/templates: the image's envsubst templates are not "
-                "rendered; mount the rendered file in conf.d instead",
-            )
+        templates = [h for t, h in self.mounts.binds if t.startswith("/etc/nginx/templates")]
+        if templates:  # rendered with the service's environment, into conf.d, as the image
+            self.options["templates"] = sorted(str(h) for h in templates)
         self.options["mounts"] = {t: str(h) for t, h in self.mounts.binds}
         self.options["listen"] = self.peers.get(me) or 80  # its container port
         self.mounts.used.update(t for t, _ in self.mounts.binds)

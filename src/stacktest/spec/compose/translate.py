@@ -160,6 +160,8 @@ class Translator:
         used: set[str] = set()
         if image is not None and builtin:
             table, used = self.provider(key, image[0], body, env, ports)
+            if env:  # as a container's: its init scripts and templates read it
+                table["env"] = self.rewrite_env(env, ports, own=None)
         self.note_unhonoured(key, body, builtin=builtin, used=used)
         if image is not None and builtin:
             others = {8222: "{monitor_port}"} if image[0] == "nats" else None
