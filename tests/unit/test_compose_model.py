@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -399,3 +400,37 @@ def test_a_local_process_sees_its_volumes_where_the_container_would(tmp_path: Pa
     assert "./config:/etc/app:ro: /etc/app is its host directory for the local process" in notes
     assert "read-only is not enforced" in notes
     assert "/var/lib/app/cache: not mounted (an anonymous volume)" in notes
+
+
+@pytest.mark.parametrize(
+    "case", ["cluster", "images", "mariadb", "platform", "proxy", "rabbit", "rails", "shopfront",
+             "webapp", "wellknown", "workers"],
+)  # fmt: skip
+def test_import_writes_the_same_stack_for_every_corpus_project(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`stacktest import` of each compose project in tests/compose, loaded again, is the
+    same stack (the order of depends_on entries aside: it means nothing)."""
+    import dataclasses
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from stacktest.cli import app
+
+    for var in ("DB_USER", "DB_PASSWORD", "DB_PORT", "REDIS_PASSWORD", "REDIS_PORT", "LOG_LEVEL",
+                "COMPOSE_PROFILES", "COMPOSE_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    project = tmp_path / case
+    shutil.copytree(Path(__file__).resolve().parent.parent / "compose" / case, project)
+    monkeypatch.chdir(project)
+    result = CliRunner().invoke(app, ["import", "--out", "imported.toml"])
+    assert result.exit_code == 0, result.output
+
+    def canonical(spec: Any) -> dict[str, Any]:
+        return {
+            name: dataclasses.replace(s, depends_on=tuple(sorted(s.depends_on, key=str)))
+            for name, s in spec.services.items()
+        }
+
+    assert canonical(load_stack(project / "imported.toml")) == canonical(load_stack(project))

@@ -52,6 +52,12 @@ def provider_options(
                             'write the major version ("16") or more ("7.2")')  # fmt: skip
         elif option == "config":
             value = resolve_paths(parser, key, option, value, what="file", files_only=True)[0]
+        elif option == "mounts":  # container path -> a path here, relative to the stack file
+            value = {
+                str(target): str(Path(str(host)) if Path(str(host)).is_absolute()
+                                 else parser.source.parent / str(host))
+                for target, host in value.items()
+            }  # fmt: skip
         elif option in ("conf_d", "root", "initdb", "templates"):
             value = resolve_paths(parser, key, option, value, what="file or directory")
             value = value[0] if option == "root" else value
