@@ -216,6 +216,19 @@ def stacktest_rabbitmq(runs: int, workdir: Path) -> list[float]:
     return times
 
 
+def kill_with_env(name: str, value: str) -> None:
+    """End the processes whose environment has ``name=value`` (what a daemon keeps)."""
+    wanted = f"{name}={value}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                os.kill(int(entry.name), 15)
+        except OSError:
+            continue
+
+
 def bare_rabbitmq(runs: int, workdir: Path) -> list[float]:
     """The peer: the same server script, a fresh node directory, polled until the broker
     answers the AMQP protocol header."""
@@ -254,7 +267,7 @@ def bare_rabbitmq(runs: int, workdir: Path) -> list[float]:
         finally:
             os.killpg(proc.pid, 15)
             proc.wait(60)
-            subprocess.run(["pkill", "-f", f"epmd.*{ports[2]}|-port {ports[2]}"], check=False)
+            kill_with_env("ERL_EPMD_PORT", str(ports[2]))  # epmd daemonises: not in the group
     return times
 
 

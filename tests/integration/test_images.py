@@ -443,11 +443,12 @@ def test_mariadb_database_per_test(pytester: pytest.Pytester, monkeypatch: pytes
             with open("names.txt", "a") as out:
                 out.write(db.name + "\\n")
     """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stack-keep", timeout=120)
-    result.assert_outcomes(passed=2)
-    names = (pytester.path / "names.txt").read_text().split()
-    assert len(set(names)) == 2
-    try:
+    try:  # (the stack is kept: whatever happens below, it is brought down)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stack-keep",
+                                               timeout=120)  # fmt: skip
+        result.assert_outcomes(passed=2)
+        names = (pytester.path / "names.txt").read_text().split()
+        assert len(set(names)) == 2
         from stacktest.isolation.mariadb import MariadbServer
 
         state = json.loads((pytester.path / ".stacktest" / "state.json").read_text())
@@ -490,10 +491,11 @@ def test_rabbitmq_vhost_per_test(pytester: pytest.Pytester, monkeypatch: pytest.
             with open("vhosts.txt", "a") as out:
                 out.write(rabbitmq_vhost.name + "\\n")
     """)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stack-keep", timeout=180)
-    result.assert_outcomes(passed=2)
-    names = (pytester.path / "vhosts.txt").read_text().split()
-    try:
+    try:  # (the stack is kept: whatever happens below, it is brought down)
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--stack-keep",
+                                               timeout=180)  # fmt: skip
+        result.assert_outcomes(passed=2)
+        names = (pytester.path / "vhosts.txt").read_text().split()
         state = json.loads((pytester.path / ".stacktest" / "state.json").read_text())
         fields = state["instances"]["mq"]["fields"]
         import base64
