@@ -348,3 +348,28 @@ def test_nginx_mounts_become_its_configuration(tmp_path: Path) -> None:
     assert c.env["UPSTREAM"] == "{api.host}:{api.port}"  # rendered at plan, into the template
     assert a.options["addresses"]["api:8000"] == "{api.host}:{api.port}"  # others' addresses
     assert "a:80" not in a.options["addresses"]  # (not its own)
+
+
+def test_every_password_in_an_environment_becomes_a_reference(tmp_path: Path) -> None:
+    """MARIADB_ROOT_PASSWORD and MARIADB_PASSWORD (a server's own) and a client's URL:
+    the same values, redacted wherever the stack is shown."""
+    path = write_compose(tmp_path, """
+        services:
+          db:
+            image: mariadb:10.11
+            environment:
+              MARIADB_ROOT_PASSWORD: root-secret
+              MARIADB_USER: shop
+              MARIADB_PASSWORD: shop-secret
+              MARIADB_DATABASE: shop
+          app:
+            build: .
+            environment: { DATABASE_URL: "mysql://root:root-secret@db:3306/shop" }
+            x-stacktest: { command: [x] }
+    """)  # fmt: skip
+    spec = load_stack(path)
+    db, app = spec.services["db"], spec.services["app"]
+    assert db.options["root_password"] == "root-secret" and db.options["password"] == "shop-secret"
+    assert db.env["MARIADB_ROOT_PASSWORD"] == "{db.root_password}"
+    assert db.env["MARIADB_PASSWORD"] == "{db.password}"
+    assert app.env["DATABASE_URL"] == "mysql://root:{db.root_password}@{db.host}:{db.port}/shop"

@@ -226,20 +226,20 @@ class Translator:
         return table
 
     def refer_to_passwords(self, services: dict[str, Any]) -> None:
-        """A server's password written out in a client's env (a whole value, or a URL's
-        ``:password@``) becomes ``{server.password}``: the same value, and redacted
-        wherever stacktest shows the stack."""
-        secrets = {
-            str(table["password"]): name
+        """A server's password (``password``, ``root_password``) written out in an env (a
+        whole value, or a URL's ``:password@``) becomes ``{server.password}``: the same
+        value, and redacted wherever stacktest shows the stack."""
+        secrets = {  # the secret's text -> the reference to it
+            str(value): f"{{{name}.{key}}}"
             for name, table in services.items()
-            if isinstance(table.get("password"), str) and len(table["password"]) >= 4
+            for key, value in table.items()
+            if key.endswith("password") and isinstance(value, str) and len(value) >= 4
         }
         for table in services.values():
             env = table.get("env") or {}
             for var, value in env.items():
-                for secret, server in secrets.items():
+                for secret, ref in secrets.items():
                     escaped = literal(secret)
-                    ref = f"{{{server}.password}}"
                     # PGPASSWORD: secret / scheme://user:secret@host, redis://:secret@host
                     whole = value == escaped
                     value = ref if whole else value.replace(f":{escaped}@", f":{ref}@")
@@ -247,11 +247,8 @@ class Translator:
             ready = table.get("ready")
             command = ready.get("command") if isinstance(ready, dict) else None
             if isinstance(command, list):  # a healthcheck's `-a PASSWORD`, as a reference
-                by_literal = {literal(secret): server for secret, server in secrets.items()}
-                ready["command"] = [
-                    f"{{{by_literal[arg]}.password}}" if arg in by_literal else arg
-                    for arg in command
-                ]
+                by_literal = {literal(secret): ref for secret, ref in secrets.items()}
+                ready["command"] = [by_literal.get(arg, arg) for arg in command]
 
     def note_unhonoured(
         self, key: str, body: Mapping[str, Any], *, builtin: bool, used: set[str]
