@@ -42,6 +42,11 @@ def test_postgres_flags_config_file_and_initdb_args_are_in_effect(stack: Stack) 
         assert show("max_prepared_transactions") == "10"
         assert show("listen_addresses") == "127.0.0.1"  # the file's '*' is not honoured
         assert show("data_checksums") == "on"  # POSTGRES_INITDB_ARGS
+        # POSTGRES_INITDB_WALDIR: the WAL in a directory of its own, written there
+        wal = Path(show("data_directory")) / "pg_wal"
+        assert wal.is_symlink() and wal.resolve().parent == Path(show("data_directory")).parent
+        segment = conn.execute("SELECT pg_walfile_name(pg_current_wal_lsn())").fetchone()[0]
+        assert (wal.resolve() / segment).is_file()
 
 
 def test_postgres_init_scripts_run_as_the_image_runs_them(stack: Stack) -> None:
@@ -352,13 +357,19 @@ def test_nginx_proxies_to_a_stack_service_and_serves_its_files(tmp_path: Path) -
     spec = load_stack(project / "compose.yaml")
     web = spec.services["web"]
     assert web.use == "nginx" and web.port == 18090
-    assert web.options["addresses"] == {"api:8000": "{api.host}:{api.port}"}
+    assert web.options["addresses"] == {
+        "api:8000": "{api.host}:{api.port}", "docs:80": "{docs.host}:{docs.port}",
+        "http://docs": "http://{docs.host}:{docs.port}",  # no port written: 80
+        "server docs": "server {docs.host}:{docs.port}",
+    }  # fmt: skip
     assert web.env["API_UPSTREAM"] == "{api.host}:{api.port}"  # for the template
     with Stack(spec) as stack:
         with urllib.request.urlopen("http://127.0.0.1:18090/", timeout=5) as response:
             assert b"static from nginx" in response.read()
         with urllib.request.urlopen("http://127.0.0.1:18090/api/hello.txt", timeout=5) as response:
             assert response.read() == b"hello from the api\n"  # through the upstream
+        with urllib.request.urlopen("http://127.0.0.1:18090/docs/manual.txt", timeout=5) as response:
+            assert response.read() == b"the manual\n"  # proxy_pass http://docs/: port 80
         from stacktest import eventually
 
         # nginx's access log is the service's log (written once the response went out)

@@ -214,6 +214,7 @@ def test_a_postgres_command_and_environment_go_to_the_server(tmp_path: Path) -> 
               POSTGRES_INITDB_ARGS: "--data-checksums --encoding=UTF8"
               POSTGRES_HOST_AUTH_METHOD: md5
               PGDATA: /var/lib/postgresql/data/pgdata
+              POSTGRES_INITDB_WALDIR: /var/lib/postgresql/wal
             volumes:
               - ./conf/postgresql.conf:/etc/postgresql/postgresql.conf:ro
               - ./pw.txt:/run/secrets/pw
@@ -233,6 +234,7 @@ def test_a_postgres_command_and_environment_go_to_the_server(tmp_path: Path) -> 
     assert "-c listen_addresses=*: the server listens on 127.0.0.1 only" in notes
     assert "-p port=5433: the server listens on the port stacktest gives it" in notes
     assert "environment.PGDATA: not used" in notes
+    assert db["waldir"] is True  # POSTGRES_INITDB_WALDIR: a directory of its own
     assert "volumes: volume ./conf" not in notes  # used: the config file, not "not mounted"
 
 
@@ -348,6 +350,9 @@ def test_nginx_mounts_become_its_configuration(tmp_path: Path) -> None:
     assert c.env["UPSTREAM"] == "{api.host}:{api.port}"  # rendered at plan, into the template
     assert a.options["addresses"]["api:8000"] == "{api.host}:{api.port}"  # others' addresses
     assert "a:80" not in a.options["addresses"]  # (not its own)
+    # written without a port, an address means HTTP's 80: a's port, not api's (8000)
+    assert c.options["addresses"]["http://a"] == "http://{a.host}:{a.port}"
+    assert "http://api" not in c.options["addresses"]
 
 
 def test_every_password_in_an_environment_becomes_a_reference(tmp_path: Path) -> None:

@@ -11,7 +11,9 @@ a server answering from ``root``. Then, in a copy in the run directory:
   the service's log); ``daemon`` is off, ``user`` is dropped unless stacktest runs as root;
 - ``include`` of a file the image ships (``mime.types``...) is the installed nginx's copy;
 - addresses of other services (``proxy_pass http://api:8000``) are theirs (``addresses``:
-  ``{"api:8000": "{api.host}:{api.port}"}``, rendered at plan).
+  ``{"api:8000": "{api.host}:{api.port}"}``, rendered at plan); written without a port
+  (``proxy_pass http://api;``, ``server api;``) they mean port 80, rewritten when 80 is the
+  service's port.
 
 Readiness: an HTTP answer, any status, on the port.
 """
@@ -83,7 +85,7 @@ class Rewriter:
             out.append(self.line(line))
         text = "\n".join(out) + "\n"
         for address, local in self.addresses.items():
-            text = re.sub(rf"(?<![\w.-]){re.escape(address)}(?![\w.-])", local, text)
+            text = re.sub(rf"(?<![\w.-]){re.escape(address)}(?![\w.:-])", local, text)
         return text
 
     def line(self, line: str) -> str:

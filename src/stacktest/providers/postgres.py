@@ -314,6 +314,8 @@ class PostgresProvider(PrivateDataProvider):
             if not data.exists():
                 await asyncio.to_thread(copy_data_dir, cached, data, user)
             refill_spares_in_background(private.parent, cached, user)
+        if options.get("waldir"):
+            _separate_wal(data, private / "wal")
         link = instance.data_dir / "data"
         if not link.is_symlink():
             link.parent.mkdir(parents=True, exist_ok=True)
@@ -464,6 +466,16 @@ def _init_hint(text: str, bin_dir: Path, original: Path) -> str:
         )
     return f"fix {original}; psql names the line (the image would stop at the same error)"
 
+
+
+def _separate_wal(data: Path, waldir: Path) -> None:
+    """The WAL in a directory of its own, ``pg_wal`` a link to it (``initdb --waldir``'s
+    layout, made on the copy so the cached data directory stays one tree)."""
+    wal = data / "pg_wal"
+    if wal.is_symlink():
+        return
+    os.rename(wal, waldir)  # same file system: both in the private dir
+    wal.symlink_to(waldir)
 
 
 def _file_digests(settings: Mapping[str, str]) -> dict[str, str]:

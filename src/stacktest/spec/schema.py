@@ -36,6 +36,7 @@ OPTIONS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
         "initdb": ((list, str), "a list of init scripts or directories (the image's initdb.d)"),
         "initdb_args": ((list,), "a list of extra initdb arguments"),
         "host_auth_method": ((str,), "scram-sha-256, md5, password or trust"),
+        "waldir": ((bool,), "true: the WAL in a directory of its own (POSTGRES_INITDB_WALDIR)"),
         "bin_dir": ((str,), "a directory holding postgres and initdb"),
         "settings": ((dict,), "a table of postgresql.conf settings"),
         "tmpfs": ((bool, str), 'true, false or "auto"'),

@@ -253,10 +253,13 @@ class Image:
             self.options["host_auth_method"] = method
         if env.get("POSTGRES_INITDB_ARGS"):
             self.options["initdb_args"] = shlex.split(env["POSTGRES_INITDB_ARGS"])
-        for name, why in (("POSTGRES_INITDB_WALDIR", "the WAL stays in the data directory"),
-                          ("PGDATA", "the data directory is the run's own")):  # fmt: skip
-            if env.get(name):
-                self.note(f"environment.{name}", f"not used: {why}")
+        if env.get("POSTGRES_INITDB_WALDIR"):
+            # a directory of its own, as asked; where it is, is the run's (beside the data)
+            self.options["waldir"] = True
+            self.note("environment.POSTGRES_INITDB_WALDIR",
+                      "the WAL is in a directory of its own, the run's (pg_wal links to it)")
+        if env.get("PGDATA"):
+            self.note("environment.PGDATA", "not used: the data directory is the run's own")
 
     # -- redis / valkey -------------------------------------------------------------------
     def redis(self, args: list[str], env: Mapping[str, str]) -> None:
@@ -488,10 +491,15 @@ class Image:
         self.options["mounts"] = {t: str(h) for t, h in self.mounts.binds}
         self.options["listen"] = self.peers.get(me) or 80  # its container port
         self.mounts.used.update(t for t, _ in self.mounts.binds)
-        self.options["addresses"] = {
+        addresses = {
             f"{name}:{port}": f"{{{name}.host}}:{{{name}.port}}"
             for name, port in self.peers.items() if port is not None and name != me
         }  # fmt: skip
+        for name, port in self.peers.items():
+            if port == 80 and name != me:  # no port written: HTTP's, 80
+                addresses[f"http://{name}"] = f"http://{{{name}.host}}:{{{name}.port}}"
+                addresses[f"server {name}"] = f"server {{{name}.host}}:{{{name}.port}}"
+        self.options["addresses"] = addresses
 
     # -- memcached ------------------------------------------------------------------------
     def memcached(self, args: list[str]) -> None:
