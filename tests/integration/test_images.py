@@ -4,6 +4,7 @@ for in a compose file is in effect when a real client asks the real server."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
 import json
 import shutil
@@ -242,6 +243,9 @@ def test_mariadb_as_the_image_runs_it(tmp_path: Path) -> None:
             assert cur.fetchone() == (77, "utf8mb4")
             cur.execute("SELECT @@max_allowed_packet, @@sql_mode")  # the mounted conf.d
             assert cur.fetchone() == (32 * 1024 * 1024, "STRICT_ALL_TABLES")
+            # the image loads the system's time zones: named zones convert
+            cur.execute("SELECT CONVERT_TZ('2026-01-15 12:00:00', 'UTC', 'Europe/Paris')")
+            assert cur.fetchone() == (datetime.datetime(2026, 1, 15, 13, 0),)
         with connect("shop", "shop-pw", "reporting") as conn, conn.cursor() as cur:
             cur.execute("SELECT DATABASE()")  # made by the .sh, with root's password
             assert cur.fetchone() == ("reporting",)
@@ -262,7 +266,7 @@ def test_mariadb_from_a_stack_file_with_generated_passwords(tmp_path: Path) -> N
     require("mariadb-server", "mariadb", "/usr/sbin/mariadbd")
     (tmp_path / "stack.toml").write_text(
         '[services.db]\nuse = "mariadb"\ndatabases = ["app"]\nuser = "app"\n'
-        'settings = { max_connections = 42 }\n'
+        'settings = { max_connections = 42 }\ntimezones = false\n'
     )
     with Stack.from_file(tmp_path / "stack.toml") as stack:
         db = stack["db"]
@@ -271,6 +275,8 @@ def test_mariadb_from_a_stack_file_with_generated_passwords(tmp_path: Path) -> N
                              database="app") as conn, conn.cursor() as cur:  # fmt: skip
             cur.execute("SELECT @@max_connections")
             assert cur.fetchone() == (42,)
+            cur.execute("SELECT CONVERT_TZ(NOW(), 'UTC', 'Europe/Paris')")
+            assert cur.fetchone() == (None,)  # timezones = false: none loaded
         stack.restart("db")  # the data and the passwords stay
         with pymysql.connect(host=db.host, port=int(db.port), user="root",
                              password=db.root_password) as conn:  # fmt: skip

@@ -367,6 +367,7 @@ def test_every_password_in_an_environment_becomes_a_reference(tmp_path: Path) ->
               MARIADB_USER: shop
               MARIADB_PASSWORD: shop-secret
               MARIADB_DATABASE: shop
+              MARIADB_INITDB_SKIP_TZINFO: "1"
           app:
             build: .
             environment: { DATABASE_URL: "mysql://root:root-secret@db:3306/shop" }
@@ -377,4 +378,5 @@ def test_every_password_in_an_environment_becomes_a_reference(tmp_path: Path) ->
     assert db.options["root_password"] == "root-secret" and db.options["password"] == "shop-secret"
     assert db.env["MARIADB_ROOT_PASSWORD"] == "{db.root_password}"
     assert db.env["MARIADB_PASSWORD"] == "{db.password}"
+    assert db.options["timezones"] is False  # MARIADB_INITDB_SKIP_TZINFO
     assert app.env["DATABASE_URL"] == "mysql://root:{db.root_password}@{db.host}:{db.port}/shop"

@@ -14,14 +14,15 @@ from pathlib import Path
 
 async def run_captured(
     argv: list[str], *, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
-    user: str | None = None, cwd: Path | None = None,
+    user: str | None = None, cwd: Path | None = None, stderr: bool = True,
 ) -> tuple[int, str]:  # fmt: skip
-    """``(exit code, stdout and stderr together)``; ``env`` replaces the environment."""
+    """``(exit code, stdout and stderr together)``; ``env`` replaces the environment;
+    ``stderr=False``: stdout only (the output is data, the warnings are dropped)."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.STDOUT if stderr else asyncio.subprocess.DEVNULL,
         env=dict(env) if env is not None else None,
         cwd=cwd,
         user=user,

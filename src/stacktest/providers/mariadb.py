@@ -42,6 +42,7 @@ from stacktest.spec.model import ServiceSpec
 
 CACHE_FORMAT = "2"
 INSTALL_HINT = "install MariaDB: apt install mariadb-server (brew install mariadb)"
+ZONEINFO_DIRS = ["/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo"]
 SYSTEM_DIRS = [
     "/usr/sbin",
     "/usr/bin",
@@ -70,7 +71,8 @@ def _tool(names: list[str], explicit: str | None) -> tuple[binaries.Search, list
 
 
 def find_binaries(explicit: str | None = None, version: str | None = None) -> dict[str, Path]:
-    """``server``, ``install_db``, ``client``; raises BinaryNotFound naming what is missing."""
+    """``server``, ``install_db``, ``client`` (and ``tzinfo`` when there is one); raises
+    BinaryNotFound naming what is missing."""
     search, servers = _tool(["mariadbd", "mysqld"], explicit)
     if not servers:
         raise search.fail(INSTALL_HINT)
@@ -79,15 +81,17 @@ def find_binaries(explicit: str | None = None, version: str | None = None) -> di
     for role, names in (
         ("install_db", ["mariadb-install-db", "mysql_install_db"]),
         ("client", ["mariadb", "mysql"]),
+        ("tzinfo", ["mariadb-tzinfo-to-sql", "mysql_tzinfo_to_sql"]),
     ):
         # beside the server first (one installation), then anywhere
         beside = binaries.Search(names).look_every(
             [server.parent, server.parent.parent / "bin"], "beside the server"
         )
         other_search, others = _tool(names, explicit)
-        if not (beside or others):
+        if beside or others:
+            found[role] = (beside or others)[0]
+        elif role != "tzinfo":  # that one only when time zones are asked for (at start)
             raise other_search.fail(INSTALL_HINT + f" (it ships {names[0]})")
-        found[role] = (beside or others)[0]
     return found
 
 
@@ -96,8 +100,11 @@ def _run_as_flag() -> str:
     return f"--user={getpass.getuser()}"
 
 
-async def _run(argv: list[str], service: str, what: str, stdin: bytes | None = None) -> str:
-    code, text = await run_captured(argv, stdin=stdin, env={**os.environ, "MYSQL_PWD": ""})
+async def _run(
+    argv: list[str], service: str, what: str, stdin: bytes | None = None, stderr: bool = True
+) -> str:
+    env = {**os.environ, "MYSQL_PWD": ""}
+    code, text = await run_captured(argv, stdin=stdin, env=env, stderr=stderr)
     if code != 0:
         raise ServiceStartError(
             service,
@@ -168,6 +175,7 @@ class MariadbProvider(PrivateDataProvider):
             ],
             "env": dict(instance.env) if scripts else {},
             "setup": self._setup_sql(instance),  # accounts, databases, given passwords
+            "timezones": options.get("timezones", True),
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -247,6 +255,8 @@ class MariadbProvider(PrivateDataProvider):
             try:
                 await self._wait_for_socket(instance, tools, socket, proc, work)
                 client = [str(tools["client"]), "--no-defaults", f"--socket={socket}", "-uroot"]
+                if options.get("timezones", True):  # as the image: before any password
+                    await self._load_timezones(instance, tools, client)
                 await _run(
                     client,
                     instance.name,
@@ -292,6 +302,29 @@ class MariadbProvider(PrivateDataProvider):
             shutil.rmtree(staging, ignore_errors=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    async def _load_timezones(
+        self, instance: Instance, tools: dict[str, Path], client: list[str]
+    ) -> None:
+        """The system's time zones into the ``mysql`` tables, as the image's entrypoint
+        loads them (unless ``MARIADB_INITDB_SKIP_TZINFO``): ``CONVERT_TZ(.., 'UTC',
+        'Europe/Paris')`` answers instead of NULL. Once per cached data directory."""
+        zoneinfo = next((Path(d) for d in ZONEINFO_DIRS if Path(d).is_dir()), None)
+        if "tzinfo" not in tools or zoneinfo is None:
+            missing = "mariadb-tzinfo-to-sql" if "tzinfo" not in tools else "the zoneinfo files"
+            raise ServiceStartError(
+                instance.name,
+                f"cannot load the time zone tables the image loads: {missing} not found "
+                f"(looked in {', '.join(ZONEINFO_DIRS)} and beside {tools['server']})",
+                hint="install tzdata (apt-get install tzdata), or do without them: "
+                "timezones = false (the image's MARIADB_INITDB_SKIP_TZINFO=1)",
+            )
+        # its warnings (files that are not zones: leap-seconds.list...) are not SQL
+        sql = await _run([str(tools["tzinfo"]), "--skip-write-binlog", str(zoneinfo)],
+                         instance.name, "read the time zones (mariadb-tzinfo-to-sql)",
+                         stderr=False)  # fmt: skip
+        await _run([*client, "--database=mysql"], instance.name, "load the time zones",
+                   stdin=sql.encode())  # fmt: skip
 
     async def _wait_for_socket(
         self,

@@ -76,6 +76,7 @@ OPTIONS["mariadb"] = {
     "args": ((list,), "a list of extra mariadbd arguments"),
     "config": ((str,), "a my.cnf read after stacktest's defaults (its values win)"),
     "conf_d": ((list, str), "option files or directories of .cnf (the image's conf.d)"),
+    "timezones": ((bool,), "true: load the system's time zones (CONVERT_TZ by name)"),
     "bin_dir": ((str,), "a directory holding mariadbd"),
     "version": ((str, int, float), 'the server version to run, e.g. "10.11"'),
 }

@@ -421,6 +421,8 @@ class Image:
                 "no root password is set: the image would refuse to "
                 "start; stacktest makes one up ({SERVICE.root_password})",
             )
+        if var("INITDB_SKIP_TZINFO"):  # the image: any value skips them
+            self.options["timezones"] = False
         passed: list[str] = []
         for arg in args:
             name = arg.removeprefix("--").partition("=")[0].replace("_", "-")
