@@ -115,20 +115,7 @@ def restart_order(spec: StackSpec, service: str) -> list[str]:
             if wanted and name not in chosen and name != service:
                 chosen.add(name)
                 frontier.append(name)
-    ordered: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in ordered:
-            return
-        for dep in spec.services[name].depends_on:
-            if dep.service in chosen:
-                visit(dep.service)
-        ordered.append(name)
-
-    for name in spec.services:
-        if name in chosen:
-            visit(name)
-    return ordered
+    return [name for name in spec.start_order() if name in chosen]
 
 
 def root_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +12,8 @@ from stacktest.errors import ConfigError
 from stacktest.spec.compose import is_compose_file, load_compose
 from stacktest.spec.files import DEFAULT_FILE, stack_files
 from stacktest.spec.model import StackSpec
-from stacktest.spec.parse import line_from_message, parse_stack
+from stacktest.spec.parse import parse_stack
+from stacktest.spec.reading import parse_toml, read_text
 
 __all__ = ["DEFAULT_FILE", "load_stack", "parse_stack"]
 
@@ -35,6 +35,17 @@ def load_stack(
     ``env_files`` (default: the project's ``.env``) and ``strict`` are for compose files.
     """
     files, explicit = stack_files(path)
+    try:
+        return _load(files, explicit, profiles, env_files, strict)
+    except OSError as exc:  # a path the file names that the system refuses (too long...)
+        raise ConfigError(f"cannot read {exc.filename or 'a file'}: {exc.strerror or exc}",
+                          file=files[0]) from None  # fmt: skip
+
+
+def _load(
+    files: list[Path], explicit: bool, profiles: Sequence[str] | None,
+    env_files: Sequence[Path], strict: bool,
+) -> StackSpec:  # fmt: skip
     source = files[0]
     if len(files) > 1 or is_compose_file(source):
         for file in files:
@@ -56,10 +67,6 @@ def load_stack(
             profiles=project.profiles,
             warnings=tuple(compose.notes),
         )
-    text = source.read_text(encoding="utf-8")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = line_from_message(str(exc))
-        raise ConfigError(f"not valid TOML: {exc}", file=source, line=line) from None
+    text = read_text(source)
+    data = parse_toml(text, source)
     return replace(parse_stack(data, source=source, text=text), files=(source,))

@@ -174,15 +174,18 @@ class StackSpec:
         """Service names in an order where every dependency comes first."""
         order: list[str] = []
         seen: set[str] = set()
-
-        def visit(name: str) -> None:
-            if name in seen:
-                return
-            seen.add(name)
-            for dep in self.services[name].depends_on:
-                visit(dep.service)
-            order.append(name)
-
-        for name in self.services:
-            visit(name)
+        for root in self.services:  # depth first, iteratively (a chain may be long)
+            if root in seen:
+                continue
+            seen.add(root)
+            todo = [(root, iter(self.services[root].depends_on))]
+            while todo:
+                name, deps = todo[-1]
+                dep = next(deps, None)
+                if dep is None:
+                    todo.pop()
+                    order.append(name)
+                elif dep.service not in seen:
+                    seen.add(dep.service)
+                    todo.append((dep.service, iter(self.services[dep.service].depends_on)))
         return order

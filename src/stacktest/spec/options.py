@@ -15,7 +15,7 @@ from stacktest.spec import schema
 HOST_AUTH_METHODS = ("scram-sha-256", "md5", "password", "trust")
 #: Server settings that name a file on this machine.
 FILE_SETTINGS = frozenset({"config_file", "hba_file", "ident_file"})
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 
 
 class Parser(Protocol):

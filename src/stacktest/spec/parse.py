@@ -31,7 +31,7 @@ from stacktest.spec.options import provider_options
 from stacktest.spec.template import TemplateSyntaxError, references
 
 STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port", "volumes", "tmpfs"})
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 def parse_stack(data: Mapping[str, Any], *, source: Path, text: str = "") -> StackSpec:
     """Validate already-parsed TOML data; ``text`` (the file's source) locates lines."""
     return _Parser(source, text).stack(data)
@@ -104,8 +104,23 @@ class _Parser:
         except ValueError as exc:
             self.fail(key, str(exc))
 
+    def walk(self, key: str, value: Any) -> None:
+        """Keys are strings; no string holds a NUL (no process can be given one)."""
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                if not isinstance(name, str):
+                    self.fail(key or str(name), f"a key must be a string, not {name!r}")
+                self.walk(f"{key}.{name}" if key else name, inner)
+        elif isinstance(value, list):
+            for i, inner in enumerate(value):
+                self.walk(f"{key}[{i}]", inner)
+        elif isinstance(value, str) and "\x00" in value:
+            self.fail(key, f"a NUL character in {value!r}: no program can be given one",
+                      "remove it (an escape like \\u0000 in the file writes one)")  # fmt: skip
+
     # -- the file --------------------------------------------------------------------------
     def stack(self, data: Mapping[str, Any]) -> StackSpec:
+        self.walk("", data)
         for name in data:
             if name not in ("stack", "services"):
                 self.unknown_key("", name, {"stack", "services"})
@@ -529,26 +544,25 @@ class _Parser:
 
 
 def _find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
-    color: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        color[node] = 1
-        stack.append(node)
-        for nxt in graph[node]:
-            if color.get(nxt) == 1:
-                return [*stack[stack.index(nxt) :], nxt]
-            if color.get(nxt) is None:
-                found = visit(nxt)
-                if found:
-                    return found
-        stack.pop()
-        color[node] = 2
-        return None
-
-    for node in graph:
-        if color.get(node) is None:
-            found = visit(node)
-            if found:
-                return found
+    """A dependency cycle (``[a, b, a]``), or None. Iterative: a chain of thousands of
+    services is as deep as it is long."""
+    done: set[str] = set()
+    for root in graph:
+        if root in done:
+            continue
+        path: list[str] = [root]
+        on_path = {root}
+        todo = [iter(graph[root])]
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                todo.pop()
+                done.add(node := path.pop())
+                on_path.discard(node)
+            elif nxt in on_path:
+                return [*path[path.index(nxt) :], nxt]
+            elif nxt not in done:
+                path.append(nxt)
+                on_path.add(nxt)
+                todo.append(iter(graph[nxt]))
     return None

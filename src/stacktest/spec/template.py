@@ -26,7 +26,7 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_]*)?\Z")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stacktest.spec.compose.interpolate import InterpolationError, Interpolator
+from stacktest.spec.reading import read_text
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "$": "$$"}
@@ -33,7 +34,7 @@ class DotenvError(ValueError):
 def read_dotenv(
     path: Path, lookup: Callable[[str], str | None] = lambda name: None
 ) -> dict[str, str]:
-    return parse_dotenv(path.read_text(encoding="utf-8"), lookup)
+    return parse_dotenv(read_text(path), lookup)
 
 
 def parse_dotenv(

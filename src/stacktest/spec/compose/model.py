@@ -28,6 +28,8 @@ from typing import Any
 from stacktest.errors import ConfigError
 from stacktest.spec.compose.dotenv import DotenvError, read_dotenv
 from stacktest.spec.compose.interpolate import InterpolationError, Interpolator
+from stacktest.spec.compose.shape import check_document
+from stacktest.spec.reading import parse_yaml, read_text
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 OVERRIDE_NAMES = (
@@ -85,8 +87,6 @@ def load_project(
     env_files: Sequence[Path] = (),
     strict: bool = False,
 ) -> Project:
-    import yaml
-
     first = files[0]
     project_dir = first.parent
     shell = dict(os.environ)
@@ -94,7 +94,7 @@ def load_project(
         list(env_files) or [project_dir / ".env"], shell, required=bool(env_files)
     )
     interpolator = Interpolator.over(shell, dotenv, strict=strict)
-    loader = _Loader(interpolator, {**dotenv, **shell}, yaml)
+    loader = _Loader(interpolator, {**dotenv, **shell})
     merged: dict[str, Any] = {}
     for path in files:
         merged = merge_documents(merged, loader.read(path))
@@ -151,7 +151,7 @@ def read_env_files(
 
 
 class _Loader:
-    def __init__(self, interpolator: Interpolator, variables: dict[str, str], yaml: Any) -> None:
+    def __init__(self, interpolator: Interpolator, variables: dict[str, str]) -> None:
         self.interpolator = interpolator
         #: The project's variables (the shell over its .env): an included project's env
         #: file only gives defaults under them, as in Compose.
@@ -159,7 +159,6 @@ class _Loader:
         #: Every interpolator used (the project's and each included project's), for warnings.
         self.interpolators = [interpolator]
         self.read_files: list[Path] = []
-        self.yaml = yaml
         self._cache: dict[tuple[Path, int], dict[str, Any]] = {}
         self._lines: list[str] = []
         self._stack: list[Path] = []
@@ -191,18 +190,14 @@ class _Loader:
         return copy.deepcopy(document)
 
     def _parse(self, path: Path, interpolator: Interpolator) -> dict[str, Any]:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)
         self._lines = text.splitlines()
-        try:
-            data = self.yaml.safe_load(text)
-        except self.yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            raise ConfigError(f"not valid YAML: {exc}", file=path, line=line) from None
+        data = parse_yaml(text, path)
         if data is None:
             data = {}
         if not isinstance(data, dict):
             raise ConfigError("a compose file is a mapping (services: ...)", file=path)
+        check_document(data, path, lambda key: line_of(self._lines, key))
         return {k: self._interpolate(path, str(k), v, interpolator) for k, v in data.items()}
 
     def _interpolate(self, path: Path, key: str, value: Any, interpolator: Interpolator) -> Any:

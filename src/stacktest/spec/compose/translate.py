@@ -56,7 +56,7 @@ class Translator:
     def __init__(self, project: Project) -> None:
         self.project = project
         self.source = project.files[0]
-        self.lines = self.source.read_text(encoding="utf-8").splitlines()
+        self.lines = self.source.read_text(encoding="utf-8", errors="replace").splitlines()
         self.env = project.environment  # the shell, then .env
         self.left_out: set[str] = set(project.left_out)
         #: Named volumes local processes use: ``[stack] volumes``.
