@@ -55,3 +55,61 @@ def foreground_up(project: Path, timeout: float = 60) -> Iterator[subprocess.Pop
             proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except (OSError, IndexError):
+                continue
+            if int(stat[1]) == pid and b"stacktest.engine.watchdog" not in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def kill_owner_at_spawn(project: Path, nth: int, timeout: float = 30) -> list[int]:
+    """Start ``stacktest up`` and SIGKILL it the instant its ``nth`` service process
+    appears (forked, maybe not yet exec'd); the pids of the processes it had started."""
+    proc = subprocess.Popen([PY, "-m", "stacktest", "up"], cwd=project,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            for child in _children(proc.pid):
+                if child not in seen:
+                    seen.append(child)
+            if len(seen) >= nth:
+                break
+        proc.kill()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return seen
+
+
+def leftovers(run_dir: Path) -> list[str]:
+    """Live processes of a run directory: started in it (their cwd), tagged with it, or
+    naming it on their command line."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        base = Path("/proc") / entry
+        try:
+            cwd = os.readlink(base / "cwd")
+            cmdline = (base / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (base / "environ").read_bytes().decode(errors="replace")
+            state = (base / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state == "Z" or "stacktest.engine.watchdog" in cmdline:
+            continue
+        if cwd.startswith(str(run_dir)) or str(run_dir) in cmdline or str(run_dir) in environ:
+            found.append(f"{entry} {cmdline[:120]}")
+    return found

@@ -30,8 +30,24 @@ for _group in _GROUPS:
     _group.register(app)
 
 
+#: Commands whose output is the secrets, asked for: ``env`` (for eval) and ``import`` (a
+#: stack.toml that must keep the values). Every other command's output is redacted.
+SHOWS_SECRETS = {"env", "import"}
+
+
 def main() -> None:
+    from stacktest.engine.rundir import private_files
+    from stacktest.redact import RedactingWriter
+
+    private_files()  # every file a command writes (reports, run dirs) is the user's alone
+
+    if not SHOWS_SECRETS & set(sys.argv[1:2]):
+        sys.stdout = RedactingWriter(sys.stdout)
+        sys.stderr = RedactingWriter(sys.stderr)
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()

@@ -28,7 +28,13 @@ def logs(
         int, typer.Option("--tail", "-n", help="Lines per service to start with (0 = all).")
     ] = 100,
 ) -> None:
-    """Print the services' output (stdout and stderr)."""
+    """Print the services' output (stdout and stderr). `-f` is --follow, as in `docker
+    compose logs -f`; the stack file is --file."""
+    if service is not None and Path(service).suffix in (".toml", ".yaml", ".yml", ".json"):
+        fail(
+            f"{service!r} is a file name, not a service: `-f` here is --follow (as in "
+            f"`docker compose logs -f`)\n  hint: stacktest logs --file {service} [-f]"
+        )
     run_dir = run_dir_for(file)
     state = run_dir.read_state()
     if state is None:

@@ -258,15 +258,17 @@ async def _foreground(spec: StackSpec, *, quiet: bool) -> int:
     main_task = asyncio.current_task()
     assert main_task is not None
     phase = {"starting": True}
+    received: list[int] = []
 
-    def on_signal() -> None:
+    def on_signal(sig: int) -> None:
+        received.append(sig)
         if phase["starting"]:
             main_task.cancel()
         else:
             stack.shutdown_requested.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal)
+        loop.add_signal_handler(sig, on_signal, sig)
     if status is not None:
         status.start()
     try:
@@ -275,7 +277,7 @@ async def _foreground(spec: StackSpec, *, quiet: bool) -> int:
         if status is not None:
             status.stop()
         console.print("interrupted: every service started so far was stopped")
-        return 130
+        return 128 + (received[0] if received else signal.SIGINT)
     except StackError as exc:
         if status is not None:
             status.stop()
@@ -304,4 +306,6 @@ async def _foreground(spec: StackSpec, *, quiet: bool) -> int:
     await stack.stop()
     if not quiet:
         console.print("stopped")
-    return 0
+    # stopped by a signal: the shell's convention (130 for Ctrl-C, 143 for SIGTERM); by
+    # `stacktest down`: done as asked
+    return 128 + received[0] if received else 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -22,15 +23,18 @@ from typing import Any
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-def socket_path(run_id: str) -> Path:
-    return Path(tempfile.gettempdir()) / f"st-{run_id[:10]}.ctl"
+def socket_path(run_dir: Path) -> Path:
+    """Where a run directory's owner serves its socket: known from the run directory alone,
+    so whoever reaps a killed owner removes it even if the owner died before saying where."""
+    digest = hashlib.sha256(str(Path(run_dir).absolute()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"st-{digest}.ctl"
 
 
 class ControlServer:
     """Serves one stack's control socket; each request goes to ``handler``."""
 
-    def __init__(self, run_id: str, handler: Handler) -> None:
-        self.path = socket_path(run_id)
+    def __init__(self, run_dir: Path, handler: Handler) -> None:
+        self.path = socket_path(run_dir)
         self._handler = handler
         self._server: asyncio.Server | None = None
 

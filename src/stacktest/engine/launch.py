@@ -17,6 +17,7 @@ import os
 import shlex
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from stacktest.engine import procs
@@ -30,7 +31,11 @@ from stacktest.errors import (
     StackError,
 )
 from stacktest.providers.base import Instance
+from stacktest.redact import redact
 
+#: Run by /bin/sh in the new process: write its pid to the record (stdin), then become
+#: the service's program (same pid), stdin from /dev/null.
+RECORD_AND_EXEC = 'echo $$ >&0 && exec "$@" </dev/null'
 FIRST_POLL = 0.005
 MAX_POLL = 0.1
 
@@ -68,10 +73,13 @@ class Launcher:
             if run.restarts:
                 log.write(f"--- stacktest: restart {run.restarts} ---\n".encode())
                 log.flush()
+            _check_executable(instance, launch.argv[0], launch.env, launch.cwd)
+            # the process writes its pid to its record, then becomes the server
+            record = self.run_dir.spawn_record(instance.name)
             try:
                 run.proc = await asyncio.create_subprocess_exec(
-                    *launch.argv,
-                    stdin=asyncio.subprocess.DEVNULL,
+                    "/bin/sh", "-c", RECORD_AND_EXEC, "sh", *launch.argv,
+                    stdin=record,
                     stdout=log,
                     stderr=log,
                     cwd=launch.cwd,
@@ -85,6 +93,8 @@ class Launcher:
                     f"could not be started: {exc}",
                     hint=f"check services.{instance.spec.name}.command and cwd",
                 ) from None
+            finally:
+                os.close(record)
         run.started_at = time.time()
         run.start_ticks = procs.start_ticks(run.proc.pid)
         run.exit_code = None
@@ -249,8 +259,26 @@ def waited_for(instance: Instance) -> str:
     return f"command {' '.join(check.argv)!r} to exit 0"
 
 
+def _check_executable(
+    instance: Instance, program: str, env: Mapping[str, str], cwd: Path | None
+) -> None:
+    """What exec would say, said before the record-and-exec shell runs it."""
+    if "/" in program:
+        path: str | None = str(Path(cwd or ".") / program)
+        found = path if os.access(str(path), os.X_OK) and Path(str(path)).is_file() else None
+    else:
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise ServiceStartError(
+            instance.name,
+            f"could not be started: {program!r} is not an executable file"
+            + ("" if "/" in program else " on PATH"),
+            hint=f"check services.{instance.spec.name}.command and cwd",
+        )
+
+
 def exit_hint(instance: Instance) -> str:
     spec = instance.spec
     if spec.is_process:
-        return f"run it by hand to see why: {' '.join(instance.command)}"
+        return f"run it by hand to see why: {redact(shlex.join(instance.command))}"
     return f"see the log above; `stacktest doctor` shows which {spec.use} binary was used"

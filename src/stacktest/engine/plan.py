@@ -22,7 +22,9 @@ from stacktest.engine.rundir import RunDir
 from stacktest.faults.edges import edge_name, proxied_fields
 from stacktest.providers import provider_for
 from stacktest.providers.base import Instance, Provider
+from stacktest.redact import remember
 from stacktest.spec.model import ReadyCheck, StackSpec
+from stacktest.spec.schema import SECRET_FIELDS
 from stacktest.spec.template import Ref, render
 
 
@@ -96,6 +98,7 @@ def plan_stack(
                 name=instance_name, run_dir=str(run_dir.path), data_dir=str(instance.data_dir)
             )
             provider.plan(instance)
+            remember(instance.fields.get(k) for k in SECRET_FIELDS)  # hidden wherever shown
             instances.append(instance)
         plan.services[name] = instances
     for client, server in spec.proxied_edges():

@@ -98,6 +98,21 @@ def start_ticks(pid: int) -> int | None:
         return None
 
 
+def started_between(pid: int, earliest: float, latest: float, slack: float = 0.2) -> bool:
+    """Whether live process ``pid`` started between two wall-clock times (seconds since
+    the epoch, each widened by ``slack``): who it is, even after it rewrote its title and
+    environment. Without /proc (macOS), whether it is alive."""
+    ticks = start_ticks(pid)
+    if ticks is None:
+        return alive(pid) and not Path("/proc").exists()
+    try:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    started = time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+    return earliest - slack <= started <= latest + slack and alive(pid)
+
+
 def signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)

@@ -26,9 +26,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from stacktest.engine import procs
+from stacktest.engine.control import socket_path
 from stacktest.errors import StackNotRunning, StackStateError
+from stacktest.redact import remember
+from stacktest.spec.schema import SECRET_FIELDS
 
 STATE_FILE = "state.json"
+SPAWNED = "spawned"
+
+
+def private_files() -> None:
+    """From now on, what this process (and what it starts) creates is its user's alone:
+    files 0600, directories 0700 (umask 077). Set when a run directory is made: logs, state,
+    reports and the services' own files hold addresses, passwords and data."""
+    os.umask(0o077)
 LOG_TAIL_LINES = 20
 
 
@@ -84,12 +95,48 @@ class RunDir:
         return self.path / "services" / instance
 
     def create(self) -> None:
+        private_files()
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.path, 0o700)
         (self.path / "logs").mkdir(mode=0o700, exist_ok=True)
         gitignore = self.path / ".gitignore"
         if not gitignore.exists():
             gitignore.write_text("*\n")
+
+    # -- what was started ---------------------------------------------------------------
+    def spawn_record(self, instance: str) -> int:
+        """A file descriptor the process about to be started writes its own pid to, before
+        it becomes the server (engine/launch.py): its record is durable whenever the owner
+        dies, even between the fork and the owner's next line. The file's name is when it
+        was made; the pid's start time must fall between that and the file's last write."""
+        directory = self.path / SPAWNED
+        directory.mkdir(mode=0o700, exist_ok=True)
+        path = directory / f"{instance}.{time.time_ns()}"
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+
+    def spawned_pids(self) -> list[tuple[str, int]]:
+        """``(instance, pid)`` of every recorded process still alive as itself; a record
+        not yet written (the process between fork and exec) is waited for, briefly."""
+        directory = self.path / SPAWNED
+        found: list[tuple[str, int]] = []
+        for record in sorted(directory.iterdir()) if directory.is_dir() else []:
+            instance, _, made = record.name.rpartition(".")
+            deadline = time.monotonic() + 1.0
+            text = ""
+            while True:
+                with contextlib.suppress(OSError):
+                    text = record.read_text().strip()
+                if text or time.monotonic() > deadline:
+                    break
+                if time.time() - int(made) / 1e9 > 5:  # never written: nothing was started
+                    break
+                time.sleep(0.01)
+            if not text.isdigit():
+                continue
+            pid = int(text)
+            if procs.started_between(pid, int(made) / 1e9, record.stat().st_mtime):
+                found.append((instance, pid))
+        return found
 
     # -- ownership ----------------------------------------------------------------------
     def acquire(self) -> None:
@@ -143,6 +190,8 @@ class RunDir:
             data: dict[str, Any] = json.loads(self.state_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
+        for info in (data.get("instances") or {}).values():  # hidden wherever shown
+            remember((info.get("fields") or {}).get(k) for k in SECRET_FIELDS)
         return data
 
     def write_state(self, state: dict[str, Any]) -> None:
@@ -174,12 +223,33 @@ class RunDir:
         Call only while holding the lock (so no live owner can be hurt).
         """
         reaped: list[str] = []
+        killed: set[int] = set()
         state = self.read_state() or {}
-        for name, info in (state.get("instances") or {}).items():
+        instances = state.get("instances") or {}
+        for name, info in instances.items():
             pid, ticks = info.get("pid"), info.get("start_ticks")
             if pid and ticks and procs.start_ticks(int(pid)) == ticks:
                 procs.signal_group(int(pid), signal.SIGKILL)  # its own group: pgid == pid
                 reaped.append(name)
+                killed.add(int(pid))
+        # what was started but not yet in the state (the owner died in between): each
+        # process recorded its own pid before it became the server
+        for name, pid in self.spawned_pids():
+            if pid not in killed:
+                procs.signal_group(pid, signal.SIGKILL)
+                reaped.append(name)
+                killed.add(pid)
+        # anything else tagged with this run dir (grandchildren that left their group)
+        strays = procs.kill_tagged(**{procs.TAG_RUN_DIR: str(self.path)})
+        reaped += [f"pid {pid}" for pid in strays]
+        # gone, not just signalled: a caller (down, the next up) may reuse ports and data,
+        # and a dying server still writes into its directory
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and any(
+            procs.group_alive(pgid) for pgid in killed | set(strays)
+        ):
+            time.sleep(0.01)
+        for info in instances.values():
             private = info.get("private_dir")
             if private:
                 shutil.rmtree(private, ignore_errors=True)
@@ -187,13 +257,9 @@ class RunDir:
             if sock:
                 with contextlib.suppress(OSError):
                     Path(sock).unlink()
-        control = state.get("control")
-        if control:
-            with contextlib.suppress(OSError):
-                Path(control).unlink()
-        # anything else tagged with this run dir (grandchildren that left their group)
-        strays = procs.kill_tagged(**{procs.TAG_RUN_DIR: str(self.path)})
-        reaped += [f"pid {pid}" for pid in strays]
+        for control in {state.get("control"), str(socket_path(self.path))} - {None}:
+            with contextlib.suppress(OSError):  # (recorded, or where it would have been)
+                Path(str(control)).unlink()
         if state and state.get("state") not in ("stopped", None):
             state["state"] = "stopped"
             state["reaped"] = reaped
@@ -202,7 +268,7 @@ class RunDir:
 
     def reset_for_new_run(self) -> None:
         """Fresh data and logs for a new run (the previous run's are gone)."""
-        for sub in ("services", "logs", "tmpfs"):
+        for sub in ("services", "logs", "tmpfs", SPAWNED):
             target = self.path / sub
             if target.exists():
                 shutil.rmtree(target, ignore_errors=True)

@@ -94,7 +94,7 @@ class AsyncStack:
             on_startup_crash=self._startup_crash,
         )
         self._process_faults = ProcessFaults(self._instances, self._supervisor, self._journal)
-        self._control = ControlServer(self.run_id, self._handle_control)
+        self._control = ControlServer(self.run_dir.path, self._handle_control)
         #: One fault proxy per proxied dependency edge, and the Toxiproxy API over them.
         self.faults = FaultPlane(self._proxy_event)
         #: Reaps this run if this process dies without stopping it (engine/watchdog.py).

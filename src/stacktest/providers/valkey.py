@@ -123,9 +123,8 @@ class ValkeyProvider(Provider):
         if options.get("sentinel"):
             return self._sentinel(instance, server)
         # the config file first: what follows on the command line wins over it
-        argv = [
-            str(server),
-            *([options["config"]] if options.get("config") else []),
+        argv = [str(server), *self._config_file(instance)]
+        argv += [
             "--port",
             str(instance.port),
             "--bind",
@@ -139,8 +138,6 @@ class ValkeyProvider(Provider):
             "--daemonize",
             "no",
         ]
-        if instance.fields["password"]:
-            argv += ["--requirepass", instance.fields["password"]]
         if "unix_socket" in instance.scratch:
             argv += ["--unixsocket", instance.scratch["unix_socket"], "--unixsocketperm", "700"]
         for key, value in (instance.options or options).get("settings", {}).items():
@@ -149,6 +146,22 @@ class ValkeyProvider(Provider):
             # `save = "60 1"` is two arguments, as on redis-server's command line; "" is one
             argv += [f"--{key}", *(str(value).split() or [""])]
         return Launch(argv=argv, env={**os.environ, **instance.env}, cwd=instance.data_dir)
+
+    def _config_file(self, instance: Instance) -> list[str]:
+        """The user's config file; with a password, a file of the run's (0600) that
+        includes it and sets ``requirepass``: the password is never on a command line
+        (``ps`` shows every user a process's arguments)."""
+        config = instance.spec.options.get("config")
+        password = instance.fields["password"]
+        if not password:
+            return [config] if config else []
+        path = instance.data_dir / "stacktest-auth.conf"
+        lines = [f"include {_quoted(config)}"] if config else []
+        lines.append(f"requirepass {_quoted(password)}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write("\n".join(lines) + "\n")
+        return [str(path)]
 
     def _sentinel(self, instance: Instance, server: Path) -> Launch:
         """A sentinel: a writable copy of its sentinel.conf (it rewrites it), the addresses of
@@ -205,3 +218,8 @@ class ValkeyProvider(Provider):
         return [
             BinaryReport(self.kind, path.name, path, binaries.version_of(path), tuple(looked), hint)
         ]
+
+
+def _quoted(value: str) -> str:
+    """A value as the server's config syntax reads it back: in double quotes, escaped."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

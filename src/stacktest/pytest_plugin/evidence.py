@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from stacktest.pytest_plugin.session import Mark, StackSession, read_from
+from stacktest.redact import redact
 
 if TYPE_CHECKING:
     from stacktest.load.results import LoadResult
@@ -39,26 +40,22 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
         if deaths:
             if report.passed:
                 report.outcome = "failed"
-                report.longrepr = (
+                report.longrepr = redact(
                     "\n".join(death_report(deaths, instances, session.settings.log_lines))
                     + "\n(the test's own assertions passed; stacktest fails it because a "
                     "service it relied on died)"
                 )
             elif not _interrupted_for(report, deaths):
-                report.sections.append(
-                    (
-                        "stacktest: services that died",
-                        "\n".join(death_report(deaths, instances, session.settings.log_lines)),
-                    )
-                )
+                died = death_report(deaths, instances, session.settings.log_lines)
+                _section(report, "stacktest: services that died", "\n".join(died))
     healed = item.stash.get(HEALED_KEY, None)
     if report.when == "teardown" and healed:
-        report.sections.append(("stacktest: faults undone after the test", "\n".join(healed)))
+        _section(report, "stacktest: faults undone after the test", "\n".join(healed))
     if not report.failed:
         return
     runs: list[LoadResult] = item.stash.get(LOAD_KEY, [])
     for i, result in enumerate(runs):
-        report.sections.append((f"stacktest: load run {i + 1}", result.summary()))
+        _section(report, f"stacktest: load run {i + 1}", result.summary())
     limit = session.settings.log_lines
     if limit == 0:
         return
@@ -69,9 +66,14 @@ def add_evidence(session: StackSession, item: pytest.Item, report: pytest.TestRe
             + (f", the last {len(shown)} shown" if len(shown) < len(lines) else "")
             + f"; full log: {path}"
         )
-        report.sections.append(
-            (f"stacktest: {instance} log (during this test)", "\n".join([header, *shown]))
-        )
+        _section(report, f"stacktest: {instance} log (during this test)",
+                 "\n".join([header, *shown]))  # fmt: skip
+
+
+def _section(report: pytest.TestReport, title: str, text: str) -> None:
+    """A section of the test's report, secrets hidden (the stack's passwords, URLs,
+    ``password=`` pairs)."""
+    report.sections.append((title, redact(text)))
 
 
 def _interrupted_for(report: pytest.TestReport, deaths: list[str]) -> bool:
