@@ -6,8 +6,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]
+
+# Property tests: a fast profile in the suite, a long one for benchmarks/reliability.py
+# (`pytest --hypothesis-profile=long`).
+_FIXTURES_OK = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=_FIXTURES_OK)
+settings.register_profile("long", max_examples=5000, deadline=None, suppress_health_check=_FIXTURES_OK)
+settings.load_profile("ci")
 
 # Many stacks run at once here (xdist, pytester sessions): none of them takes Toxiproxy's
 # well-known port 8474 unless its stack file asks for it (the third-party suite does).

@@ -124,17 +124,40 @@ def fixed_cases() -> list[tuple[str, str, bytes]]:
         ("integer service name", ".yaml", b"services: {1: {image: postgres}}\n"),
         ("command: 5", ".yaml", b"services: {a: {image: busybox, command: 5}}\n"),
         ("NUL in a command", ".toml", b'[services.a]\ncommand = ["echo", "a\\u0000b"]\n'),
-        ("NUL in run_dir", ".toml", b'[stack]\nrun_dir = "a\\u0000b"\n[services.a]\ncommand = "x"\n'),
-        ("= in an env name", ".toml", b'[services.a]\ncommand = "x"\nenv = { "A=B" = "1" }\n'),
-        ("tcp -1", ".toml", b'[services.a]\ncommand = "x"\nready = { tcp = -1 }\n'),
-        ("tcp 70000", ".toml", b'[services.a]\ncommand = "x"\nready = { tcp = 70000 }\n'),
-        ("replicas 1e9", ".toml", b'[services.a]\ncommand = "x"\nreplicas = 1e9\n'),
-        ("start_timeout inf", ".toml", b'[services.a]\ncommand = "x"\nstart_timeout = inf\n'),
-        ("stop_timeout nan", ".toml", b'[services.a]\ncommand = "x"\nstop_timeout = nan\n'),
-        ("max_restarts -5", ".toml", b'[services.a]\ncommand = "x"\nmax_restarts = -5\n'),
-        ("status 1e20", ".toml", b'[services.a]\ncommand = "x"\nready = { http = "/", status = 1e20 }\n'),
+        ("NUL in run_dir", ".toml", b'[stack]\nrun_dir = "a\\u0000b"\n[services.a]\ncommand = ["x"]\n'),
+        ("= in an env name", ".toml", b'[services.a]\ncommand = ["x"]\nenv = { "A=B" = "1" }\n'),
+        ("tcp -1", ".toml", b'[services.a]\ncommand = ["x"]\nready = { tcp = -1 }\n'),
+        ("tcp 70000", ".toml", b'[services.a]\ncommand = ["x"]\nready = { tcp = 70000 }\n'),
+        ("replicas 1e9", ".toml", b'[services.a]\ncommand = ["x"]\nreplicas = 1e9\n'),
+        ("start_timeout inf", ".toml", b'[services.a]\ncommand = ["x"]\nstart_timeout = inf\n'),
+        ("stop_timeout nan", ".toml", b'[services.a]\ncommand = ["x"]\nstop_timeout = nan\n'),
+        ("max_restarts -5", ".toml", b'[services.a]\ncommand = ["x"]\nmax_restarts = -5\n'),
+        ("status 1e20", ".toml", b'[services.a]\ncommand = ["x"]\nready = { http = "/", status = 1e20 }\n'),
         ("name with a newline", ".yaml", b'services: {"a\\n": {image: postgres}}\n'),
+        ("status 700", ".toml", b'[services.a]\ncommand = ["x"]\nready = { http = "/", status = 700 }\n'),
+        ("tcp 0", ".toml", b'[services.a]\ncommand = ["x"]\nready = { tcp = 0 }\n'),
+        ("start_timeout 0", ".toml", b'[services.a]\ncommand = ["x"]\nstart_timeout = 0\n'),
+        ("replicas 100000", ".toml", b'[services.a]\ncommand = ["x"]\nreplicas = 100000\n'),
     ]  # fmt: skip
+
+
+#: What the error of each fixed attack must name (the key, or the problem): refused for the
+#: right reason, not another one. The rest load (a long chain is a valid stack).
+EXPECTED = {
+    "latin-1 compose": "not UTF-8", "latin-1 toml": "not UTF-8", "binary": "not UTF-8",
+    "utf-16": "not UTF-8", "deep list": "nested too deeply", "deep map": "nested too deeply",
+    "deep toml": "nested too deeply", "alias bomb": "expand to more than",
+    "alias bomb deeper": "expand to more than", "a cycle": "dependency cycle",
+    "services: {a: 1}": "services.a", "integer service name": "service name 1",
+    "command: 5": "services.a.command", "NUL in a command": "NUL",
+    "NUL in run_dir": "NUL", "= in an env name": "services.a.env",
+    "tcp -1": "ready.tcp", "tcp 70000": "ready.tcp", "replicas 1e9": "replicas",
+    "start_timeout inf": "start_timeout", "stop_timeout nan": "stop_timeout",
+    "max_restarts -5": "max_restarts", "status 1e20": "ready.status",
+    "name with a newline": "service name", "status 700": "ready.status",
+    "tcp 0": "ready.tcp", "start_timeout 0": "start_timeout",
+    "replicas 100000": "replicas",
+}  # fmt: skip
 
 
 def seeds() -> list[tuple[str, Path, Any]]:

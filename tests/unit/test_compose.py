@@ -171,7 +171,7 @@ def test_the_environment_wins_over_dotenv_and_defaults(
         ("version: '3'\n", r"a compose file needs a `services:` mapping"),
         (
             "services:\n  api:\n    build: .\n    x-stacktest: { command: [x], replicas: 0 }\n",
-            r"services\.api\.replicas: replicas must be at least 1",  # the stack file's own rules
+            r"services\.api\.replicas: replicas must be 1 to 1000, got 0",  # the stack file's own rules
         ),
         (
             "services:\n  api:\n    build: .\n    depends_on: [dbb]\n    x-stacktest: { command: [x] }\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from stacktest import load_stack
@@ -38,17 +38,13 @@ def projects(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
 
 
 def load(path: Path) -> str:
-    """'loaded' or 'refused'; anything else escapes and fails the test."""
+    """'loaded', or the refusal's text; anything else escapes and fails the test."""
     started = time.perf_counter()
     try:
         load_stack(path)
         outcome = "loaded"
     except ConfigError as exc:
-        problem = exc.problem
-        outcome = "refused"
-    else:
-        problem = "-"
-    assert problem.strip(), "a ConfigError says what is wrong"
+        outcome = str(exc) if exc.problem.strip() else "a ConfigError that says nothing"
     assert time.perf_counter() - started < 2.0, f"{path.name} took too long"
     return outcome
 
@@ -57,8 +53,7 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return list(hostile._paths(node, prefix))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=st.data())
+@given(data=st.data())  # examples: the profile's (tests/conftest.py: 150 here, 5000 long)
 def test_a_mutated_real_file_loads_or_is_one_config_error(
     data: st.DataObject, projects: dict[Path, Path]
 ) -> None:
@@ -81,7 +76,8 @@ def test_an_attack_is_refused_in_time(name: str, suffix: str, content: bytes, tm
     path = tmp_path / ("stack.toml" if suffix == ".toml" else "compose.yaml")
     path.write_bytes(content)
     outcome = load(path)
-    assert outcome == ("loaded" if "chain" in name else "refused"), name
+    expected = hostile.EXPECTED.get(name, "loaded")
+    assert expected in outcome, f"{name}: {outcome}"
 
 
 def test_errors_name_the_line(tmp_path: Path) -> None:

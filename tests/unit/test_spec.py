@@ -269,7 +269,7 @@ def test_completed_on_a_server(write_stack: Write) -> None:
         ("[services.a]\nenv = {}\n", "needs either `use`"),
         ('[services.a]\ncommand = "run me"\n', "shell is not enabled"),
         ("[services.a]\ncommand = []\n", "command is empty"),
-        ('[services.a]\ncommand = ["x"]\nreplicas = 0\n', "at least 1"),
+        ('[services.a]\ncommand = ["x"]\nreplicas = 0\n', "must be 1 to 1000"),
         ('[services.a]\ncommand = ["x"]\nstart_timeout = "soon"\n', "expected a duration"),
         ('[services.a]\ncommand = ["x"]\nrestart = "sometimes"\n', "unknown restart policy"),
         ('[services.a]\ncommand = ["x"]\nstop_signal = "SIGFOO"\n', "unknown signal"),

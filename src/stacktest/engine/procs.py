@@ -85,12 +85,20 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+#: Linux (and most Unixes but macOS) show processes in /proc; elsewhere ``ps`` answers.
+HAS_PROC = Path("/proc/self/stat").exists()
+
+
 def start_ticks(pid: int) -> int | None:
-    """When the process started (clock ticks since boot): with the pid, a unique identity.
+    """When the process started (clock ticks since boot; without /proc, seconds since the
+    epoch from ``ps``): with the pid, a unique identity.
 
     Environment tags are not enough on their own: servers that rewrite their process
     title (valkey, redis) overwrite the memory /proc/PID/environ shows.
     """
+    if not HAS_PROC:
+        started = _ps_started(pid)
+        return None if started is None else int(started)
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return int(fields[19])
@@ -98,13 +106,29 @@ def start_ticks(pid: int) -> int | None:
         return None
 
 
+def _ps_started(pid: int) -> float | None:
+    """A process's start (seconds since the epoch, to the second) from ``ps -o lstart``."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True,
+                              text=True, timeout=5, check=False, env={"LC_ALL": "C"})  # fmt: skip
+        return time.mktime(time.strptime(done.stdout.strip(), "%a %b %d %H:%M:%S %Y"))
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
 def started_between(pid: int, earliest: float, latest: float, slack: float = 0.2) -> bool:
     """Whether live process ``pid`` started between two wall-clock times (seconds since
     the epoch, each widened by ``slack``): who it is, even after it rewrote its title and
     environment. Without /proc (macOS), whether it is alive."""
+    if not HAS_PROC:  # ps: to the second
+        started_at = _ps_started(pid)
+        ok = started_at is not None and earliest - 1 - slack <= started_at <= latest + slack
+        return ok and alive(pid)
     ticks = start_ticks(pid)
     if ticks is None:
-        return alive(pid) and not Path("/proc").exists()
+        return False
     try:
         uptime = float(Path("/proc/uptime").read_text().split()[0])
     except (OSError, ValueError, IndexError):

@@ -31,6 +31,8 @@ from stacktest.spec.options import provider_options
 from stacktest.spec.template import TemplateSyntaxError, references
 
 STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port", "volumes", "tmpfs"})
+#: More would be a typo (each replica is a process and a port).
+MAX_REPLICAS = 1000
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
 def parse_stack(data: Mapping[str, Any], *, source: Path, text: str = "") -> StackSpec:
     """Validate already-parsed TOML data; ``text`` (the file's source) locates lines."""
@@ -98,11 +100,14 @@ class _Parser:
             self.expect(f"{key}[{i}]", item, (str,), "a string")
         return tuple(value)
 
-    def duration(self, key: str, value: Any) -> float:
+    def duration(self, key: str, value: Any, *, positive: bool = False) -> float:
         try:
-            return parse_duration(value, bare="s")
+            seconds = parse_duration(value, bare="s")
         except ValueError as exc:
             self.fail(key, str(exc))
+        if positive and seconds <= 0:
+            self.fail(key, f"must be more than 0, got {value!r}")
+        return seconds
 
     def walk(self, key: str, value: Any) -> None:
         """Keys are strings; no string holds a NUL (no process can be given one)."""
@@ -294,8 +299,9 @@ class _Parser:
             replicas = self.expect(
                 f"{key}.replicas", table.get("replicas", 1), (int,), "an integer"
             )
-            if replicas < 1:
-                self.fail(f"{key}.replicas", f"replicas must be at least 1, got {replicas}")
+            if not 1 <= replicas <= MAX_REPLICAS:
+                self.fail(f"{key}.replicas",
+                          f"replicas must be 1 to {MAX_REPLICAS}, got {replicas}")  # fmt: skip
             fields["replicas"] = replicas
             if replicas > 1 and "port" in fields:
                 self.fail(
@@ -320,6 +326,8 @@ class _Parser:
         env = self.expect(f"{key}.env", table.get("env", {}), (dict,), "a table of strings")
         clean_env = {}
         for var, value in env.items():
+            if not var or "=" in var:  # the environment is NAME=value: no process takes it
+                self.fail(f"{key}.env", f"{var!r} cannot be a variable's name (empty, or with =)")
             if isinstance(value, bool):
                 value = "true" if value else "false"
             self.expect(f"{key}.env.{var}", value, (str, int, float), "a string")
@@ -335,7 +343,9 @@ class _Parser:
             fields["stop_signal"] = signal.SIGINT  # fast shutdown
         for timeout in ("stop_timeout", "start_timeout"):
             if timeout in table:
-                fields[timeout] = self.duration(f"{key}.{timeout}", table[timeout])
+                # (a stop_timeout of 0 is SIGKILL at once, as Compose's stop_grace_period: 0s)
+                fields[timeout] = self.duration(f"{key}.{timeout}", table[timeout],
+                                                positive=timeout == "start_timeout")  # fmt: skip
         restart = self.expect(f"{key}.restart", table.get("restart", "no"), (str,), "a string")
         if restart not in ("no", "on-failure", "always"):
             self.fail(
@@ -347,6 +357,9 @@ class _Parser:
         fields["max_restarts"] = self.expect(
             f"{key}.max_restarts", table.get("max_restarts", 5), (int,), "an integer"
         )
+        if fields["max_restarts"] < 0:
+            self.fail(f"{key}.max_restarts", f"cannot be negative, got {fields['max_restarts']}",
+                      "0 means never restart")  # fmt: skip
 
         spec = ServiceSpec(**fields)
         self.check_references(key, spec, kinds)
@@ -368,13 +381,15 @@ class _Parser:
             )
         kind = kinds[0]
         raw = value[kind]
-        attempt = self.duration(f"{key}.timeout", value.get("timeout", 1.0))
+        attempt = self.duration(f"{key}.timeout", value.get("timeout", 1.0), positive=True)
         if "status" in value and kind != "http":
             self.fail(f"{key}.status", "`status` only applies to http checks")
         if kind == "tcp":
             if raw is True:
                 target = ""
             elif isinstance(raw, int) and not isinstance(raw, bool):
+                if not 1 <= raw <= 65535:
+                    self.fail(f"{key}.tcp", f"{raw} is not a port number (1-65535)")
                 target = f"127.0.0.1:{raw}"
             elif isinstance(raw, str) and ":" in raw:
                 target = raw
@@ -388,6 +403,8 @@ class _Parser:
             status = self.expect(
                 f"{key}.status", value.get("status", 200), (int,), "an HTTP status"
             )
+            if not 100 <= status <= 599:
+                self.fail(f"{key}.status", f"{status} is not an HTTP status (100-599)")
             return ReadyCheck("http", target=raw, status=status, attempt_timeout=attempt)
         if kind == "log":
             self.expect(f"{key}.log", raw, (str,), "a regular expression")

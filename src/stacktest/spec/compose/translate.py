@@ -502,7 +502,9 @@ class Translator:
             self.fail(f"{key}.healthcheck.test", f"unknown healthcheck test {kind!r}",
                       "use CMD, CMD-SHELL or NONE")  # fmt: skip
         if "timeout" in check:
-            ready["timeout"] = go_duration(f"{key}.healthcheck.timeout", check["timeout"], self)
+            seconds = go_duration(f"{key}.healthcheck.timeout", check["timeout"], self)
+            if seconds > 0:  # 0: Compose's default
+                ready["timeout"] = seconds
         return ready
 
     def depends_on(self, key: str, value: Any) -> Any:

@@ -119,7 +119,9 @@ def health_deadline(key: str, check: Mapping[str, Any], translator: Failing) -> 
     def get(name: str, default: float) -> float:
         if name not in check:
             return default
-        return go_duration(f"{key}.healthcheck.{name}", check[name], translator)
+        # 0 is "the default" to Compose (except start_period, where it is none)
+        seconds = go_duration(f"{key}.healthcheck.{name}", check[name], translator)
+        return seconds if seconds > 0 or name == "start_period" else default
 
     retries = check.get("retries", 3)
     if not isinstance(retries, int) or isinstance(retries, bool) or retries < 1:
