@@ -14,6 +14,8 @@
 5. A canary password: found in how many outputs (every CLI command's, `logs`, the report,
    a failed start's error, runner.log, every process's command line); run-directory
    entries not 0600/0700.
+6. A socket scan of that running stack (/proc/net/tcp of the servers' process groups and the
+   owner): listeners that are not on loopback.
 
 Run: ``.venv/bin/python benchmarks/reliability.py [--trials N] [--documents N]``.
 """
@@ -41,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import hostile  # noqa: E402
-from tests.helpers import kill_owner_at_spawn, leftovers  # noqa: E402
+from tests.helpers import kill_owner_at_spawn, leftovers, listening_addresses  # noqa: E402
 
 PY = sys.executable
 KINDS = {
@@ -270,6 +272,10 @@ ready = {{ log = "db at" }}
         outputs[" ".join(args)] = done.stdout + done.stderr
 
     run("up", "-d")
+    state = json.loads((project / ".stacktest" / "state.json").read_text())
+    pids = [i["pid"] for i in state["instances"].values() if i.get("pid")]
+    listening = listening_addresses([*pids, state["owner_pid"]])
+    exposed = [a for a in listening if not a.startswith(("127.0.0.1:", "[::1]:"))]
     cmdlines = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -304,7 +310,8 @@ depends_on = ["db"]
         outputs[str(report.relative_to(project))] = report.read_text(errors="replace")
     leaked = sorted(name for name, text in outputs.items() if secret in text)
     return {"outputs checked": len(outputs), "outputs with the canary": leaked,
-            "run-dir entries": entries, "entries not 0600/0700": loose}  # fmt: skip
+            "run-dir entries": entries, "entries not 0600/0700": loose,
+            "listening": listening, "not loopback": exposed}  # fmt: skip
 
 
 def main() -> None:
@@ -365,6 +372,9 @@ def main() -> None:
               f"{result['outputs checked']} outputs {result['outputs with the canary']}; "
               f"{len(result['entries not 0600/0700'])} of {result['run-dir entries']} "
               "run-dir entries not private")
+        print(f"6. socket scan of a running stack (its servers, their groups, the owner): "
+              f"{len(result['listening'])} listening sockets, "
+              f"{len(result['not loopback'])} not on loopback {result['not loopback']}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

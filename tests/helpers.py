@@ -113,3 +113,47 @@ def leftovers(run_dir: Path) -> list[str]:
         if cwd.startswith(str(run_dir)) or str(run_dir) in cmdline or str(run_dir) in environ:
             found.append(f"{entry} {cmdline[:120]}")
     return found
+
+
+def listening_addresses(pids: list[int]) -> list[str]:
+    """``host:port`` of every TCP socket listening in these processes or their process
+    groups (read from /proc: the kernel's view, not what a config file says)."""
+    groups = set(pids)
+    members = set(pids)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(stat[2]) in groups:
+                members.add(int(entry))
+    inodes: set[str] = set()
+    for pid in members:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                    continue
+                address, port = fields[1].split(":")
+                found.append(f"{_address(address, width)}:{int(port, 16)}")
+    return sorted(found)
+
+
+def _address(hex_address: str, width: int) -> str:
+    """/proc/net/tcp's little-endian hex address, readable."""
+    import ipaddress
+
+    raw = bytes.fromhex(hex_address)
+    if width == 8:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+    return f"[{ipaddress.IPv6Address(words)}]"

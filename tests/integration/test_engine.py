@@ -19,6 +19,7 @@ import redis
 from stacktest import AsyncStack, ServiceExited, ServiceStartTimeout, Stack, eventually
 from stacktest.engine import procs
 from stacktest.engine.procs import alive as pid_alive
+from tests.helpers import listening_addresses
 
 pytestmark = pytest.mark.integration
 Write = Callable[..., Path]
@@ -95,8 +96,10 @@ def test_real_services_come_up_and_answer(write_stack: Write, tmp_path: Path) ->
         pids = [p for s in stack.services for p in stack[s].pids]
         run_dir = stack.engine.run_dir.path
         assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
-        # every service bound loopback only
+        # every service bound loopback only: what the kernel says its sockets listen on
         assert all(stack[s].host == "127.0.0.1" for s in stack.services)
+        listening = listening_addresses(pids)
+        assert listening and all(a.startswith(("127.0.0.1:", "[::1]:")) for a in listening), listening
     assert_nothing_left(pids, run_dir)
 
 

@@ -3,6 +3,8 @@
 :class:`RequestSplitter` cuts HTTP/1.x requests out of the bytes a client sends
 (head, then a body by ``Content-Length`` or chunked encoding). After a request
 asking to ``Upgrade`` (a WebSocket) the rest of the stream is passed on as it is.
+Framing that cannot be read (a Content-Length or chunk size that is not a number) is a
+ValueError: the proxy resets that connection and records an event.
 """
 
 from __future__ import annotations
@@ -65,7 +67,13 @@ def _body_size(buffer: bytes, start: int, headers: dict[str, str]) -> int | None
             line_end = buffer.find(b"\r\n", position)
             if line_end < 0:
                 return None
-            size = int(buffer[position:line_end].split(b";")[0].strip() or b"0", 16)
+            text = buffer[position:line_end].split(b";")[0].strip() or b"0"
+            try:
+                size = int(text, 16)
+            except ValueError:
+                raise ValueError(f"chunk size {text[:40]!r} is not a hex number") from None
+            if size < 0:
+                raise ValueError(f"chunk size {text[:40]!r} is negative")
             position = line_end + 2
             if size == 0:
                 trailer_end = buffer.find(b"\r\n\r\n", position - 2)
@@ -73,7 +81,10 @@ def _body_size(buffer: bytes, start: int, headers: dict[str, str]) -> int | None
             position += size + 2
             if position > len(buffer):
                 return None
-    length = int(headers.get("content-length", "0") or 0)
+    raw = headers.get("content-length", "0").strip() or "0"
+    if not raw.isdigit():
+        raise ValueError(f"Content-Length {raw[:40]!r} is not a length")
+    length = int(raw)
     return start + length if len(buffer) >= start + length else None
 
 

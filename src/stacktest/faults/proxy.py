@@ -6,8 +6,12 @@ no toxic on a direction, bytes go straight from one transport to the other insid
 applies, that direction switches to a queue drained by a task, which delays, slices,
 throttles or drops; when the toxics are gone and the queue is empty it switches back.
 
-Backpressure holds both ways: when a destination's write buffer fills, the source
-stops reading, so a slow client slows the server instead of filling memory.
+Backpressure holds both ways and in every mode: when a destination's write buffer fills
+(its transport says ``pause_writing``), the source stops reading, and a toxic's drain waits
+before it writes more; a toxic's queue holds at most :data:`QUEUE_BYTES` before the source
+is paused too. A slow client slows the server instead of filling memory: per connection
+and direction, at most ``QUEUE_BYTES`` queued plus the transports' own buffers (64 KiB high
+water each) and one chunk read (256 KiB).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from stacktest.errors import FaultError
 from stacktest.faults.httpfault import RequestSplitter, error_response
 from stacktest.faults.toxics import Toxic
 
-QUEUE_HIGH = 64  # chunks queued for a toxic before the source is paused
+#: Bytes queued for a toxic (per connection and direction) before the source is paused;
+#: it reads again below half of it.
+QUEUE_BYTES = 1024 * 1024
 EventSink = Callable[[str, dict[str, Any]], None]
 
 
@@ -89,7 +95,7 @@ class EdgeProxy:
             await self._close_listener()
             for link in list(self.links):
                 link.abort()
-        self._event("up" if enabled else "down", {})
+        self.record_event("up" if enabled else "down", {})
 
     def add_toxic(self, toxic: Toxic) -> Toxic:
         if toxic.name in self.toxics:
@@ -100,7 +106,7 @@ class EdgeProxy:
         self.toxics[toxic.name] = toxic
         for link in list(self.links):
             link.toxics_changed()
-        self._event("toxic added", toxic.to_json())
+        self.record_event("toxic added", toxic.to_json())
         return toxic
 
     def update_toxic(self, name: str, changes: dict[str, Any]) -> Toxic:
@@ -115,7 +121,7 @@ class EdgeProxy:
         self.toxics[name] = new
         for link in list(self.links):
             link.toxics_changed()
-        self._event("toxic updated", new.to_json())
+        self.record_event("toxic updated", new.to_json())
         return new
 
     def get_toxic(self, name: str) -> Toxic:
@@ -130,7 +136,7 @@ class EdgeProxy:
         del self.toxics[name]
         for link in list(self.links):
             link.toxics_changed()
-        self._event("toxic removed", {"name": name})
+        self.record_event("toxic removed", {"name": name})
 
     async def heal(self) -> bool:
         """Remove every toxic and enable the link; True if there was anything to heal."""
@@ -140,10 +146,10 @@ class EdgeProxy:
             link.toxics_changed()
         await self.set_enabled(True)
         if changed:
-            self._event("healed", {})
+            self.record_event("healed", {})
         return changed
 
-    def _event(self, what: str, detail: dict[str, Any]) -> None:
+    def record_event(self, what: str, detail: dict[str, Any]) -> None:
         if self._on_event is not None:
             self._on_event(what, {"edge": self.name, **detail})
 
@@ -164,6 +170,12 @@ class _Side(asyncio.Protocol):
         self.link: Link | None = None
         #: The peer's ``transport.write`` while this direction has no toxic: the fast path.
         self.forward: Callable[[bytes], None] | None = None
+        #: Set while this side's transport takes more writes (cleared by pause_writing).
+        self.writable = asyncio.Event()
+        self.writable.set()
+        #: Why reading is paused: "dest" (the peer is full), "queue" (a toxic's queue is
+        #: full), "connect" (no upstream yet). Reading resumes when no reason is left.
+        self._paused: set[str] = set()
 
     def data_received(self, data: bytes) -> None:
         forward = self.forward
@@ -182,19 +194,25 @@ class _Side(asyncio.Protocol):
             self.link.on_lost(self)
 
     def pause_writing(self) -> None:
+        self.writable.clear()
         if self.link is not None:
-            self.link.peer_of(self).pause_reading()
+            self.link.peer_of(self).pause_reading("dest")
 
     def resume_writing(self) -> None:
+        self.writable.set()
         if self.link is not None:
-            self.link.peer_of(self).resume_reading()
+            self.link.peer_of(self).resume_reading("dest")
 
-    def pause_reading(self) -> None:
+    def pause_reading(self, reason: str) -> None:
+        self._paused.add(reason)
         if self.transport is not None and not self.transport.is_closing():
             with contextlib.suppress(RuntimeError):
                 self.transport.pause_reading()
 
-    def resume_reading(self) -> None:
+    def resume_reading(self, reason: str) -> None:
+        self._paused.discard(reason)
+        if self._paused:
+            return  # another reason still holds (a full destination, a full queue)
         if self.transport is not None and not self.transport.is_closing():
             with contextlib.suppress(RuntimeError):
                 self.transport.resume_reading()
@@ -214,7 +232,7 @@ class ClientSide(_Side):
         if not self.proxy.enabled:
             _reset(transport)
             return
-        transport.pause_reading()  # until the upstream connection is there
+        self.pause_reading("connect")  # until the upstream connection is there
         self.link = Link(self.proxy, self)
         self.link.connect()
 
@@ -245,6 +263,7 @@ class Link:
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._sent = {"upstream": 0, "downstream": 0}
+        self._queued = {"upstream": 0, "downstream": 0}  # bytes waiting in a toxic's queue
         self._http: RequestSplitter | None = None
         #: What the client sent before the upstream connection was there.
         self._early: list[bytes] = []
@@ -277,7 +296,7 @@ class Link:
         for data in early:
             self.on_data(self.client, data)
         self.toxics_changed()
-        self.client.resume_reading()
+        self.client.resume_reading("connect")
 
     def peer_of(self, side: _Side) -> _Side:
         return self.server if side is self.client else self.client
@@ -345,8 +364,9 @@ class Link:
                 return
             queue = self._start_drain(stream)
         queue.put_nowait((time.monotonic(), data))
-        if queue.qsize() >= QUEUE_HIGH:
-            side.pause_reading()
+        self._queued[stream] += len(data)
+        if self._queued[stream] >= QUEUE_BYTES:
+            side.pause_reading("queue")
 
     def on_eof(self, side: _Side) -> None:
         stream = "upstream" if side is self.client else "downstream"
@@ -393,8 +413,10 @@ class Link:
                     if not self.active(stream) and queue.empty():
                         break  # back to the direct path
                     continue
-                if queue.qsize() < QUEUE_HIGH // 2:
-                    source.resume_reading()
+                if data is not None:
+                    self._queued[stream] -= len(data)
+                if self._queued[stream] <= QUEUE_BYTES // 2:
+                    source.resume_reading("queue")  # (unless the destination is full)
                 toxics = self.active(stream)
                 if data is None:
                     await self._close_after(toxics, stream)
@@ -432,7 +454,7 @@ class Link:
             room = limit - self._sent[stream]
             if len(data) >= room:
                 if room > 0:
-                    self._write(stream, data[:room])
+                    await self._send(stream, data[:room])
                 self.close()
                 return
         pieces = [data]
@@ -450,17 +472,24 @@ class Link:
                 step = max(1, rate // 10)
                 for start in range(0, len(piece), step):
                     chunk = piece[start : start + step]
-                    self._write(stream, chunk)
+                    await self._send(stream, chunk)
                     await asyncio.sleep(len(chunk) / rate)
             else:
-                self._write(stream, piece)
+                await self._send(stream, piece)
             if gap and i < len(pieces) - 1:
                 await asyncio.sleep(gap)
 
     async def _http_faults(self, data: bytes, toxic: Toxic, arrived: float) -> None:
         if self._http is None:
             self._http = RequestSplitter()
-        for request, raw in self._http.feed(data):
+        try:
+            requests = self._http.feed(data)
+        except ValueError as exc:  # a Content-Length or chunk size that is not a number
+            problem = f"malformed HTTP framing: {exc}; connection reset"
+            self.proxy.record_event("http_error_malformed", {"error": problem})
+            self.abort()
+            return
+        for request, raw in requests:
             attrs = toxic.attributes
             if attrs["delay"]:
                 wait = arrived + attrs["delay"] / 1000 - time.monotonic()
@@ -477,7 +506,7 @@ class Link:
             else:
                 fail = True
             if request is None or not fail:
-                self._write("upstream", raw)
+                await self._send("upstream", raw)
                 continue
             client = self.client.transport
             if client is not None:
@@ -490,6 +519,14 @@ class Link:
             if toxic.type == "slow_close":
                 await asyncio.sleep(toxic.attributes["delay"] / 1000)
         self._forward_eof(stream)
+
+    async def _send(self, stream: str, data: bytes) -> None:
+        """Write when the destination takes more (its buffer below the high-water mark):
+        a toxic's drain never fills a slow reader's buffer."""
+        dest = self._dest(stream)
+        if not dest.writable.is_set():
+            await dest.writable.wait()
+        self._write(stream, data)
 
     def _write(self, stream: str, data: bytes) -> None:
         dest = self._dest(stream).transport
