@@ -138,11 +138,35 @@ def test_arrivals_beyond_max_in_flight_are_dropped_and_counted(api: str) -> None
         await session.get("/sleep", name="sleep")
 
     staller = stall_later(api, 0.5)
-    result = LoadTest(slow, api, [Phase("steady", "2s", 50)], max_in_flight=5).run()
+    result = LoadTest(slow, api, [Phase("steady", "2s", 50)], max_in_flight=5,
+                      thresholds={"http_req_duration": ["p(95)<5000"], "errors": ["rate<0.01"]},
+                      allow_drops=True).run()  # fmt: skip
     staller.join()
     phase = result.phases["steady"]
     assert phase["dropped"] > 20  # the stall filled the 5 slots: arrivals were not delayed
     assert phase["started"] + phase["dropped"] == phase["offered"] == 100
+    # completed per second, not started: what the system did, below what was offered
+    assert phase["achieved_rate"] == phase["completed"] / 2 < phase["offered_rate"]
+    assert result.valid  # drops allowed: a `dropped` threshold would judge them
+
+
+def test_a_run_with_dropped_arrivals_cannot_pass_by_omission(api: str) -> None:
+    """A stalled server, max_in_flight reached: the percentiles of what started look fine,
+    the thresholds on them pass, and the run still fails, saying how many were dropped."""
+
+    async def slow(session: Session) -> None:
+        await session.get("/sleep", name="sleep")
+
+    staller = stall_later(api, 0.5)
+    result = LoadTest(slow, api, [Phase("steady", "2s", 50)], max_in_flight=5,
+                      thresholds={"errors": ["rate<0.01"]}).run()  # fmt: skip
+    staller.join()
+    dropped = result.phases["steady"]["dropped"]
+    assert dropped > 20 and result.thresholds_ok
+    assert not result.valid and result.exit_code == 97
+    (reason,) = result.invalid_reasons
+    assert f"{dropped} of 100 arrivals were dropped" in reason and "max_in_flight" in reason
+    assert "INVALID RUN" in result.summary()
 
 
 def test_thresholds_breach_exits_99_and_abort_on_fail_stops_early(api: str) -> None:

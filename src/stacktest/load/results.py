@@ -26,6 +26,8 @@ class RunSettings(Protocol):
     @property
     def max_in_flight(self) -> int: ...
     @property
+    def allow_drops(self) -> bool: ...
+    @property
     def max_schedule_lag_ms(self) -> float: ...
     @property
     def max_cpu_percent(self) -> float: ...
@@ -134,7 +136,9 @@ class LoadResult:
                 "completed": c.completed,
                 "failed": c.failed,
                 "offered_rate": c.offered / spec.duration,
-                "achieved_rate": c.started / spec.duration,
+                "started_rate": c.started / spec.duration,
+                # what the system did: iterations completed per second of the phase
+                "achieved_rate": c.completed / spec.duration,
             }
         schedule = summarize(recorder.schedule_lag)
         loop_lag = summarize(recorder.loop_lag)
@@ -150,6 +154,15 @@ class LoadResult:
         )
         if behind:
             reasons.append(behind)
+        offered = sum(p["offered"] for p in phases.values())
+        dropped = sum(p["dropped"] for p in phases.values())
+        if dropped and not test.allow_drops:
+            reasons.append(
+                f"{dropped} of {offered} arrivals were dropped: {test.max_in_flight} iterations "
+                "were already running (max_in_flight); what they would have measured is not in "
+                "the percentiles (raise max_in_flight, lower the rate, or set allow_drops and "
+                "judge them with a `dropped` threshold)"
+            )
         if cpu_percent > test.max_cpu_percent:
             reasons.append(
                 f"the generator saturated: {cpu_percent:.0f}% CPU > {test.max_cpu_percent:g}%"
@@ -247,7 +260,7 @@ class LoadResult:
                 f"  {name:12} offered {p['offered']:6} ({p['offered_rate']:.1f}/s)"
                 f"  started {p['started']:6}  dropped {p['dropped']:5}"
                 f"  completed {p['completed']:6}  failed {p['failed']:5}"
-                f"  achieved {p['achieved_rate']:.1f}/s"
+                f"  started {p['started_rate']:.1f}/s  completed {p['achieved_rate']:.1f}/s"
             )
         lines.append(
             "operations (ms; latency = from the intended start, coordinated omission corrected;"

@@ -62,6 +62,9 @@ class LoadTest:
     phases: Sequence[Phase]
     thresholds: dict[str, list[Any]] | None = None
     max_in_flight: int = 1000
+    #: Dropped arrivals (``max_in_flight`` reached) make the run invalid unless allowed:
+    #: then a ``dropped`` threshold judges them.
+    allow_drops: bool = False
     poisson: bool = False
     seed: int | None = None
     timeout: float = 30.0
@@ -368,6 +371,7 @@ class LoadTest:
             "phases": list(self.phases),
             "thresholds": self.thresholds,
             "max_in_flight": self.max_in_flight,
+            "allow_drops": self.allow_drops,
             "poisson": self.poisson,
             "timeout": self.timeout,
             "name": self.name,

@@ -29,7 +29,7 @@ from stacktest.load.phases import Phase, parse_phases
 from stacktest.load.session import Session
 
 REQUESTS = "__requests__"
-OPTIONS = ("max_in_flight", "poisson", "connections", "timeout", "seed")
+OPTIONS = ("max_in_flight", "allow_drops", "poisson", "connections", "timeout", "seed")
 
 
 class ScenarioFileError(ValueError):
