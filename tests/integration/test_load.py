@@ -276,6 +276,38 @@ def test_cli_runs_a_scenario_file_against_the_stack(tmp_path: Path) -> None:
     assert "FAIL http_req_duration{name:sleep}" in breached.stdout
 
 
+def test_cli_takes_a_k6_options_files_thresholds_as_they_are(tmp_path: Path) -> None:
+    (tmp_path / "stack.toml").write_text(STACK)
+    (tmp_path / "scenario.py").write_text(
+        "from stacktest.load import Phase\n"
+        "service = 'api'\n"
+        "phases = [Phase('steady', '2s', 20)]\n"
+        "async def scenario(session):\n"
+        "    r = await session.get('/sleep', name='sleep')\n"
+        "    session.check(r, {'status is 200': lambda r: r.status_code == 200,\n"
+        "                      'says slept': lambda r: b'slept' in r.content})\n"
+    )
+    (tmp_path / "options.json").write_text(json.dumps({
+        "vus": 10, "duration": "2s",
+        "thresholds": {
+            "http_req_failed": ["rate<0.01"],
+            "http_req_duration{status:200}": ["p(95)<500", {"threshold": "p(99)<1000",
+                                              "abortOnFail": True, "delayAbortEval": "1s"}],
+            "http_reqs": ["count==40"], "iterations": ["count==40"],
+            "checks{check:status is 200}": ["rate==1"], "checks{check:says slept}": ["rate==0"],
+            "data_received": ["count>0"],
+            "data_sent": ["rate>0"], "vus": ["max<=10"],
+        },
+    }))  # fmt: skip
+    result = run_stacktest("load", "scenario.py", "--workers", "1", "--k6-options",
+                           "options.json", cwd=tmp_path, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    for key in ("http_req_failed", "http_req_duration{status:200}", "http_reqs", "iterations",
+                "checks{check:status is 200}", "checks{check:says slept}", "data_received",
+                "data_sent", "vus"):  # fmt: skip
+        assert f"ok   {key}:" in result.stdout, (key, result.stdout)
+
+
 def test_cli_baselines_and_bad_input(tmp_path: Path) -> None:
     (tmp_path / "stack.toml").write_text(STACK)
     (tmp_path / "scenario.py").write_text(

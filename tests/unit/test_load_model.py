@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
+from pathlib import Path
 
 import pytest
 
@@ -86,9 +88,15 @@ def test_k6_thresholds_are_measured_and_judged() -> None:
     [
         ({"http_req_durations": ["p(95)<1"]}, "unknown metric"),
         ({"http_req_duration": ["p95<1"]}, "cannot read 'p95<1'"),
-        ({"http_req_duration{route:x}": ["p(95)<1"]}, "tags are name"),
-        ({"errors": ["p(95)<1"]}, "takes count or rate"),
-        ({"http_req_duration": ["rate<1"]}, "has no rate"),
+        ({"http_req_duration{route:x}": ["p(95)<1"]}, "tags are check, name, phase, status"),
+        ({"errors": ["p(95)<1"]}, "takes count, rate, not p(95)"),
+        ({"http_req_duration": ["rate<1"]}, "takes p(N), avg, med, min, max, count, not rate"),
+        ({"http_req_failed": ["count<1"]}, "http_req_failed takes rate, not count"),
+        ({"checks": ["p(95)<1"]}, "checks takes rate"),
+        ({"vus": ["rate<1"]}, "vus takes value, min, max"),
+        ({"data_received": ["avg<1"]}, "data_received takes count, rate"),
+        ({"http_reqs{check:x}": ["count<1"]}, "the check tag is for checks"),
+        ({"errors": [{"threshold": "rate<1", "delayAbortEval": "soon"}]}, "delayAbortEval"),
     ],
 )
 def test_bad_thresholds_say_what_is_wrong(spec: dict, needle: str) -> None:
@@ -96,10 +104,85 @@ def test_bad_thresholds_say_what_is_wrong(spec: dict, needle: str) -> None:
         parse(spec)
 
 
+def test_every_k6_metric_with_its_aggregations_and_tags() -> None:
+    recorder = Recorder()
+    for status, count in (("201", 90), ("503", 8), ("0", 2)):  # 0: no response at all
+        for _ in range(count):
+            error = None if status == "201" else "failed"
+            recorder.record_op("create", "peak", 20_000 if status == "201" else 900_000,
+                               10_000, error, status)  # fmt: skip
+    for _ in range(40):
+        recorder.record_op("run", "peak", 50_000, 50_000, None)  # an iteration
+    for ok in [True] * 9 + [False]:
+        recorder.record_check("status is 201", "peak", ok)
+    recorder.record_check("body has id", "peak", True)
+    counters = recorder.phase("peak")
+    counters.sent, counters.received = 4000, 20000
+    recorder.slices = [{"phase": "peak", "in_flight": n} for n in (3, 9, 5)]
+    kinds = {"create": "http", "run": "iteration"}
+    thresholds = parse({
+        "http_req_duration{name:create,status:201}": ["p(99)<25"],  # the 201s only
+        "http_req_duration{status:503}": ["min>800"],
+        "http_req_failed": ["rate<0.11", "rate<0.05"],
+        "http_reqs": ["count==100", "rate==10"],
+        "http_reqs{status:0}": ["count==2"],
+        "iterations": ["count==40"],
+        "checks": ["rate>0.9"],
+        "checks{check:status is 201}": ["rate>=0.9", "rate>0.95"],
+        "data_sent": ["count==4000"], "data_received": ["rate==2000"],
+        "vus": ["value==5", "max==9", "min==3"],
+    })  # fmt: skip
+    verdicts = {f"{v.threshold.key} {v.threshold.source}": v
+                for v in evaluate(recorder, kinds, thresholds, 10)}  # fmt: skip
+    failed = sorted(key for key, v in verdicts.items() if not v.ok)
+    assert failed == ["checks{check:status is 201} rate>0.95", "http_req_failed rate<0.05"], {
+        k: v.measured for k, v in verdicts.items()
+    }
+    assert verdicts["http_req_failed rate<0.11"].measured == pytest.approx(0.10)
+    assert verdicts["checks rate>0.9"].measured == pytest.approx(10 / 11)
+
+
+def test_delay_abort_eval_holds_abort_on_fail_back() -> None:
+    from stacktest.load.runner import LoadTest
+
+    recorder = recorder_with([500.0] * 5)  # the first second's few samples: all slow
+    test = LoadTest(lambda s: None, "http://127.0.0.1:1", [Phase("peak", "30s", 10)],
+                    thresholds={"http_req_duration": [{"threshold": "p(95)<100",
+                                "abortOnFail": True, "delayAbortEval": "10s"}]})  # fmt: skip
+    kinds = {"create": "http"}
+    assert test._parsed[0].delay_abort_eval == 10
+    assert not test._should_abort(recorder, kinds, seconds=1.0)  # too early to judge
+    assert test._should_abort(recorder, kinds, seconds=10.5)
+
+
+def test_a_k6_options_file_loads_as_is(tmp_path: Path) -> None:
+    from stacktest.load.thresholds import from_k6_options
+
+    options = {
+        "scenarios": {"api": {"executor": "constant-arrival-rate", "rate": 50}},
+        "thresholds": {
+            "http_req_failed": ["rate<0.01"],
+            "http_req_duration": ["p(95)<200", {"threshold": "p(99)<500", "abortOnFail": True,
+                                                "delayAbortEval": "10s"}],
+            "http_req_duration{status:200}": ["max<1000"],
+            "checks": ["rate>0.99"], "iterations": ["count>100"], "data_received": ["rate>0"],
+            "vus": ["max<=50"],
+        },
+    }  # fmt: skip
+    path = tmp_path / "options.json"
+    path.write_text(json.dumps(options))
+    assert from_k6_options(path) == options["thresholds"]
+    parsed = parse(from_k6_options(path))
+    assert len(parsed) == 8 and parsed[2].abort_on_fail and parsed[2].delay_abort_eval == 10
+    path.write_text('{"scenarios": {}}')
+    with pytest.raises(ThresholdError, match="no `thresholds`"):
+        from_k6_options(path)
+
+
 def test_recorders_merge_across_processes() -> None:
     a, b = recorder_with([10.0] * 50), recorder_with([30.0] * 50)
     a.merge(b.export())
-    stats = a.ops[("create", "peak")]
+    stats = a.ops[("create", "peak", "")]
     assert stats.ok == 100
     assert stats.latency.get_value_at_percentile(25) / 1000 == pytest.approx(10, rel=0.01)
     assert stats.latency.get_value_at_percentile(75) / 1000 == pytest.approx(30, rel=0.01)

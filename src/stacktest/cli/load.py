@@ -58,20 +58,26 @@ def load(
         list[str] | None,
         typer.Option(help="For --baseline: p50|p95|p99=PERCENT, error_rate=FRACTION."),
     ] = None,
+    k6_options: Annotated[
+        Path | None,
+        typer.Option(help="A k6 options file (JSON): its `thresholds` are added, as written."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     """Run open-model load; exit 99 if a threshold fails, 97 if the run is invalid."""
     from stacktest.load import baseline as baselines
     from stacktest.load.runner import LoadTest, ScenarioRef
     from stacktest.load.scenario_file import ScenarioFileError, parse_phase_option, read
-    from stacktest.load.thresholds import ThresholdError
+    from stacktest.load.thresholds import ThresholdError, from_k6_options
 
     try:
         spec = read(scenario_file)
+        if k6_options is not None:
+            spec.thresholds.update(from_k6_options(k6_options))
         phases = [parse_phase_option(p) for p in phase] if phase else spec.phases
         tolerances = baselines.parse_tolerances(tolerance or [])
         compared_with = baselines.load_results(baseline) if baseline else None
-    except (ScenarioFileError, ValueError) as exc:
+    except (ScenarioFileError, ValueError) as exc:  # (ThresholdError is a ValueError)
         fail(str(exc), EXIT_USAGE)
     refs = [(ScenarioRef(str(spec.path), name), weight) for name, weight in spec.scenarios]
     count = workers if workers is not None else (os.cpu_count() or 1)

@@ -130,6 +130,9 @@ class Client:
         self.max_idle = max_idle
         self._idle: list[_Connection] = []
         self._host_header = f"{self.host}:{self.port}"
+        #: Bytes written and read over every connection (k6's data_sent, data_received).
+        self.sent = 0
+        self.received = 0
 
     async def request(
         self,
@@ -182,7 +185,11 @@ class Client:
         try:
             assert conn.transport is not None
             conn.transport.write(payload)
-            response: Response = await conn.read_response(head_only)
+            self.sent += len(payload)
+            try:
+                response: Response = await conn.read_response(head_only)
+            finally:
+                self.received += conn.received - before
         except HTTPError:
             if conn.transport is not None:
                 conn.transport.close()

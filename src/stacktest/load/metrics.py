@@ -79,6 +79,9 @@ class PhaseCounters:
     completed: int = 0
     failed: int = 0
     seconds: float = 0.0
+    #: HTTP bytes written and read (k6's data_sent, data_received).
+    sent: int = 0
+    received: int = 0
 
     def add(self, other: PhaseCounters) -> None:
         self.offered += other.offered
@@ -87,13 +90,18 @@ class PhaseCounters:
         self.completed += other.completed
         self.failed += other.failed
         self.seconds = max(self.seconds, other.seconds)
+        self.sent += other.sent
+        self.received += other.received
 
 
 class Recorder:
     """Everything one generator process measured."""
 
     def __init__(self) -> None:
-        self.ops: dict[tuple[str, str], OpStats] = {}
+        #: (operation, phase, HTTP status or "") -> its measurements.
+        self.ops: dict[tuple[str, str, str], OpStats] = {}
+        #: (check name, phase) -> [passed, failed] (Session.check).
+        self.checks: dict[tuple[str, str], list[int]] = {}
         self.phases: dict[str, PhaseCounters] = {}
         self.schedule_lag = new_histogram()
         self.loop_lag = new_histogram()
@@ -105,11 +113,23 @@ class Recorder:
         self._slice_index = 0
         self.in_flight = 0
 
-    def op(self, name: str, phase: str) -> OpStats:
-        key = (name, phase)
+    def op(self, name: str, phase: str, status: str = "") -> OpStats:
+        key = (name, phase, status)
         if key not in self.ops:
             self.ops[key] = OpStats()
         return self.ops[key]
+
+    def by_op_phase(self) -> dict[tuple[str, str], OpStats]:
+        """The measurements per (operation, phase), every status together."""
+        self.flush()
+        merged: dict[tuple[str, str], OpStats] = {}
+        for (name, phase, _), stats in self.ops.items():
+            merged.setdefault((name, phase), OpStats()).add(stats)
+        return merged
+
+    def record_check(self, name: str, phase: str, ok: bool) -> None:
+        counts = self.checks.setdefault((name, phase), [0, 0])
+        counts[0 if ok else 1] += 1
 
     def note_schedule_lag(self, micros: float) -> None:
         self._schedule_buf.append(_clamp(micros))
@@ -126,9 +146,10 @@ class Recorder:
         return self.phases[name]
 
     def record_op(
-        self, name: str, phase: str, latency_us: float, service_us: float, error: str | None
-    ) -> None:
-        stats = self.op(name, phase)
+        self, name: str, phase: str, latency_us: float, service_us: float, error: str | None,
+        status: str = "",
+    ) -> None:  # fmt: skip
+        stats = self.op(name, phase, status)
         latency = _clamp(latency_us)
         stats.pending_latency.append(latency)
         stats.pending_service.append(_clamp(service_us))
@@ -173,15 +194,16 @@ class Recorder:
         self.flush()
         return {
             "ops": {
-                f"{name}\0{phase}": {
+                f"{name}\0{phase}\0{status}": {
                     "latency": s.latency.encode().decode(),
                     "service": s.service.encode().decode(),
                     "ok": s.ok,
                     "failed": s.failed,
                     "errors": s.errors,
                 }
-                for (name, phase), s in self.ops.items()
+                for (name, phase, status), s in self.ops.items()
             },
+            "checks": {f"{name}\0{phase}": c for (name, phase), c in self.checks.items()},
             "phases": {name: vars(c) for name, c in self.phases.items()},
             "schedule_lag": self.schedule_lag.encode().decode(),
             "loop_lag": self.loop_lag.encode().decode(),
@@ -191,11 +213,16 @@ class Recorder:
     def merge(self, data: dict[str, Any]) -> None:
         self.flush()
         for key, item in data["ops"].items():
-            name, phase = key.split("\0")
+            name, phase, status = key.split("\0")
             other = OpStats(ok=item["ok"], failed=item["failed"], errors=item["errors"])
             other.latency.decode_and_add(item["latency"].encode())
             other.service.decode_and_add(item["service"].encode())
-            self.op(name, phase).add(other)
+            self.op(name, phase, status).add(other)
+        for key, (passed, failed) in data.get("checks", {}).items():
+            name, phase = key.split("\0")
+            counts = self.checks.setdefault((name, phase), [0, 0])
+            counts[0] += passed
+            counts[1] += failed
         for name, counters in data["phases"].items():
             self.phase(name).add(PhaseCounters(**counters))
         self.schedule_lag.decode_and_add(data["schedule_lag"].encode())

@@ -103,13 +103,14 @@ class LoadResult:
     ) -> LoadResult:
         recorder.flush()
         operations: dict[str, dict[str, Any]] = {}
-        names = sorted({name for name, _ in recorder.ops})
+        by_phase = recorder.by_op_phase()
+        names = sorted({name for name, _ in by_phase})
         for name in names:
             per_phase: dict[str, Any] = {}
             total_lat, total_svc = new_histogram(), new_histogram()
             ok = failed = 0
             errors: dict[str, int] = {}
-            for (op, phase), stats in recorder.ops.items():
+            for (op, phase), stats in by_phase.items():
                 if op != name:
                     continue
                 per_phase[phase] = _op_stats(

@@ -302,7 +302,7 @@ class LoadTest:
             await asyncio.sleep(remaining)
 
     def _should_abort(self, recorder: Recorder, kinds: dict[str, str], seconds: float) -> bool:
-        aborting = [t for t in self._parsed if t.abort_on_fail]
+        aborting = [t for t in self._parsed if t.abort_on_fail and seconds >= t.delay_abort_eval]
         if not aborting:
             return False
         verdicts = evaluate(recorder, kinds, aborting, seconds)

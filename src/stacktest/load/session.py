@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any
 
 from stacktest.load.http import Client, HTTPError, Response
@@ -55,11 +55,16 @@ class Session:
         label = name or f"{method.upper()} {path}"
         self._kinds.setdefault(label, "http")
         started = time.perf_counter()
+        sent, received = self.client.sent, self.client.received
         try:
             response = await self.client.request(method, path, **kwargs)
         except HTTPError as exc:
-            self._record(label, started, "transport error")
+            self._record(label, started, "transport error", status="0")  # k6's status 0
             raise OperationFailed(f"{label}: {exc}") from None
+        finally:
+            counters = self._recorder.phase(self.phase)
+            counters.sent += self.client.sent - sent
+            counters.received += self.client.received - received
         ok = (
             response.status_code < 400
             if expect is None
@@ -67,7 +72,8 @@ class Session:
             if isinstance(expect, int)
             else response.status_code in expect
         )
-        self._record(label, started, None if ok else f"HTTP {response.status_code}")
+        error = None if ok else f"HTTP {response.status_code}"
+        self._record(label, started, error, status=str(response.status_code))
         if not ok:
             raise OperationFailed(f"{label}: HTTP {response.status_code}")
         return response
@@ -103,6 +109,23 @@ class Session:
             raise OperationFailed(f"{name}: {type(exc).__name__}: {exc}") from exc
         self._record(name, started, None)
 
-    def _record(self, name: str, started: float, error: str | None) -> None:
+    def check(self, value: Any, checks: dict[str, Callable[[Any], object]]) -> bool:
+        """k6's ``check``: each named predicate of ``value`` is counted as passed or
+        failed (the ``checks`` metric, a rate; tag ``check:NAME``); True if all passed.
+        A failed check does not end the iteration (as in k6); a predicate that raises
+        counts as failed."""
+        passed_all = True
+        for label, predicate in checks.items():
+            try:
+                ok = bool(predicate(value))
+            except Exception:
+                ok = False
+            self._recorder.record_check(label, self.phase, ok)
+            passed_all = passed_all and ok
+        return passed_all
+
+    def _record(self, name: str, started: float, error: str | None, status: str = "") -> None:
         service = (time.perf_counter() - started) * 1_000_000
-        self._recorder.record_op(name, self.phase, service + self.lag * 1_000_000, service, error)
+        self._recorder.record_op(
+            name, self.phase, service + self.lag * 1_000_000, service, error, status
+        )
