@@ -158,6 +158,35 @@ def test_total_queue_finds_duplicated_lost_and_unexpected() -> None:
     assert result["recovered"] == ["t4"]
 
 
+def test_total_queue_flags_a_definitely_failed_enqueue_that_was_delivered() -> None:
+    """The client was told "no" (a 4xx, a refused connection) and the item went through
+    anyway: a retry would make it twice. An enqueue retried after its failure and then
+    acknowledged is not flagged (the retry did it)."""
+    h = History()
+    ops(
+        h,
+        ("p", "enqueue", "t1", "fail"),
+        ("p", "enqueue", "t2", "fail"),
+        ("p", "enqueue", "t2", "ok"),  # retried: the second attempt did it
+        ("c", "dequeue", "t1", "ok"),
+        ("c", "dequeue", "t2", "ok"),
+    )
+    result = total_queue(h)
+    assert result["valid"] is False
+    assert result["failed_but_delivered"] == ["t1"]
+    assert result["lost"] == [] and result["duplicated"] == {} and result["unexpected"] == []
+
+
+def test_set_flags_a_definitely_failed_add_that_is_present() -> None:
+    h = History()
+    ops(h, ("a", "add", 1, "ok"), ("a", "add", 2, "fail"),
+        ("a", "add", 3, "fail"), ("a", "add", 3, "ok"))  # fmt: skip
+    h.ok(h.invoke("read", None, "c"), [1, 2, 3])
+    result = set_checker(h)
+    assert result["valid"] is False and result["failed_but_present"] == [2]
+    assert result["lost"] == [] and result["unexpected"] == []
+
+
 def test_total_queue_valid_history() -> None:
     h = History()
     ops(h, ("p", "enqueue", 1, "ok"), ("p", "enqueue", 2, "fail"), ("c", "dequeue", 1, "ok"))

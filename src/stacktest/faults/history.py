@@ -224,9 +224,9 @@ def set_checker(history: History, *, add: str = "add", read: str = "read") -> di
         "unexpected_count": len(unexpected),
         "recovered": _sorted(unknown & final),
         "recovered_count": len(unknown & final),
-        "failed_but_present": _sorted(failed & final),
+        "failed_but_present": _sorted((failed - ok - unknown) & final),
     }
-    if failed & final:
+    if (failed - ok - unknown) & final:  # (a value retried after its failure: the retry did it)
         result["valid"] = False  # a definite failure that happened anyway
     return result
 
@@ -235,8 +235,9 @@ def total_queue(
     history: History, *, enqueue: str = "enqueue", dequeue: str = "dequeue", drain: str = "drain"
 ) -> dict[str, Any]:
     """Every acknowledged enqueue dequeued exactly once, nothing dequeued that was not
-    enqueued. ``dequeue`` ok ops carry one value; ``drain`` ok ops carry a list."""
-    attempted, ok, _failed, unknown = _outcomes(history, enqueue)
+    enqueued, nothing delivered whose enqueue definitely failed (a ``fail``: the client was
+    told it did not happen). ``dequeue`` ok ops carry one value; ``drain`` ok ops a list."""
+    attempted, ok, failed, unknown = _outcomes(history, enqueue)
     taken: Counter[Any] = Counter()
     for invoke, done in history.pairs():
         if done is None or done.type != "ok":
@@ -249,8 +250,9 @@ def total_queue(
     lost = ok - seen
     duplicated = {v: n for v, n in taken.items() if n > 1}
     unexpected = seen - attempted
+    failed_but_delivered = (failed - ok - unknown) & seen  # (a retried value may have both)
     return {
-        "valid": not lost and not duplicated and not unexpected,
+        "valid": not lost and not duplicated and not unexpected and not failed_but_delivered,
         "attempted_count": len(attempted),
         "acknowledged_count": len(ok),
         "dequeued_count": sum(taken.values()),
@@ -262,6 +264,8 @@ def total_queue(
         "unexpected_count": len(unexpected),
         "recovered": _sorted(unknown & seen),
         "recovered_count": len(unknown & seen),
+        "failed_but_delivered": _sorted(failed_but_delivered),
+        "failed_but_delivered_count": len(failed_but_delivered),
     }
 
 
