@@ -592,6 +592,14 @@ ready = {{ http = "/fast" }}
     result = run(project)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*stacktest: load run 1*", "*FAIL http_req_duration{name:sleep}*"])
+    # both runs are in the run report, with their verdicts and per-second slices
+    from stacktest.report.collect import collect
+
+    report = collect(project.path / ".stacktest" / "pytest-main")
+    runs = {r.name.split(" (")[0]: r for r in report.load_runs}  # "name (its directory)"
+    assert set(runs) == {"test_fast_enough", "test_too_strict"}
+    assert runs["test_fast_enough"].ok and not runs["test_too_strict"].ok
+    assert runs["test_fast_enough"].slices and runs["test_fast_enough"].thresholds
 
 
 # -- interrupted sessions ----------------------------------------------------------------------

@@ -161,9 +161,10 @@ class Recorder:
             stats.errors[error] = stats.errors.get(error, 0) + 1
             self._slice_errors += 1
 
-    def roll_slice(self, now: float, phase: str) -> dict[str, Any] | None:
-        """Close the current one-second slice if a second has passed; return its summary."""
-        if now - self._slice_start < 1.0:
+    def roll_slice(self, now: float, phase: str, *, final: bool = False) -> dict[str, Any] | None:
+        """Close the current one-second slice if a second has passed (or, ``final``, the
+        last part of a second, if anything happened in it); return its summary."""
+        if now - self._slice_start < 1.0 and not (final and (self._slice or self._slice_errors)):
             return None
         self.flush()
         values = sorted(self._slice)

@@ -239,6 +239,10 @@ class LoadTest:
                         await asyncio.wait(pending, timeout=5)
             finally:
                 watcher.cancel()
+                # the last part of a second: a short run's only slice, a long run's tail
+                tail = recorder.roll_slice(time.monotonic(), str(state["phase"]), final=True)
+                if tail is not None and on_slice is not None:
+                    on_slice(tail)
         finally:
             await client.aclose()
         usage = resource.getrusage(resource.RUSAGE_SELF)

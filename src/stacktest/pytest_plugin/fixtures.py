@@ -332,7 +332,11 @@ def nemesis(
 def load(request: pytest.FixtureRequest, stack: Stack | AttachedStack) -> Callable[..., LoadResult]:
     """``load(scenario, phases, service="api", thresholds={...})``: run open-model load
     against a service of the stack; returns a LoadResult (percentiles, verdicts) to assert
-    on. A failing test's report gets each run's summary."""
+    on. A failing test's report gets each run's summary; every run is saved in the run
+    directory (``load/TEST-TIME/``), so the run report shows it with its charts."""
+    import re
+    import time
+
     from stacktest.load.runner import LoadTest
 
     def run(
@@ -355,8 +359,14 @@ def load(request: pytest.FixtureRequest, stack: Stack | AttachedStack) -> Callab
                     pytrace=False,
                 )
             url = stack[service or processes[0]].url
+        options.setdefault("name", request.node.name)
         result = LoadTest(scenario, url, phases, **options).run(workers=workers)
-        request.node.stash.setdefault(LOAD_KEY, []).append(result)
+        runs = request.node.stash.setdefault(LOAD_KEY, [])
+        runs.append(result)
+        # in the stack's own run directory, where its report looks
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)[:80]
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        result.write(stack.run_dir.path / "load" / f"{stamp}-{slug}-{len(runs)}")
         return result
 
     return run
