@@ -114,6 +114,14 @@ def report(rows: dict[str, dict[str, float]], counts: dict, took: float, code: i
             f"- BLAKE3 stamps: {counts.get('stamps')}; outbox rows left unpublished: "
             f"{counts.get('outbox_left')}",
         ]
+        if not counts.get("quiescent", True):
+            lines.append("- (the system was still busy 30 s after the suite: counts are a snapshot)")
+        errors = counts.get("errors", [])
+        if errors:
+            lines.append(f"- tasks that ended in error ({len(errors)}), each one on purpose or not:")
+            for e in errors:
+                step = f"step {e['step']!r}: {e['step_error']}" if e.get("step") else e.get("error")
+                lines.append(f"  - {e['task']} in namespace {e['namespace']}: {step}")
         faults = counts.get("faults", {})
         if faults:
             lines.append(

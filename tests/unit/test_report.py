@@ -51,8 +51,11 @@ def run_dir(tmp_path: Path) -> Path:
         for s, t, c, m in samples
     ) + "{cut")  # fmt: skip
     (run / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n{cut")
+    (run / "load" / "20261121-000000").mkdir()  # a load run of an earlier run: not this one's
+    (run / "load" / "20261121-000000" / "results.json").write_text(json.dumps({
+        "name": "yesterday", "started_at": T0 - 86400, "seconds": 3.0, "valid": True}))
     (run / "load" / "20261122-000000" / "results.json").write_text(json.dumps({
-        "name": "checkout", "seconds": 3.0, "valid": True, "aborted": False,
+        "name": "checkout", "started_at": T0 + 1, "seconds": 3.0, "valid": True, "aborted": False,
         "thresholds": [{"metric": "http_req_duration", "threshold": "p(95)<1", "measured": 4.2,
                         "ok": False}],
         "operations": {"buy": {"all": {"count": 30, "failed": 1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,15 +84,43 @@ def _write_counts(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     counts: dict[str, Any] = {}
     with psycopg.connect(str(stack["db"].url) + "/taskflow", autocommit=True) as conn:
-        counts["tasks"] = dict(conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
-        counts["steps_run"] = conn.execute("SELECT count(*) FROM steps WHERE state = 'complete'").fetchone()[0]
-        counts["transitions"] = conn.execute("SELECT count(*) FROM transitions").fetchone()[0]
-        counts["stamps"] = conn.execute("SELECT count(*) FROM stamps").fetchone()[0]
-        counts["outbox_left"] = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
-        counts["namespaces"] = conn.execute("SELECT count(DISTINCT namespace) FROM tasks").fetchone()[0]
-        counts["steps_by_worker"] = dict(
-            conn.execute("SELECT worker, count(*) FROM steps WHERE worker IS NOT NULL GROUP BY worker").fetchall()
-        )
+        # read when the system is quiescent: no task still moving, the outbox published,
+        # every completed task stamped by the reducer (or 30 s, and the counts say so)
+        deadline = time.monotonic() + 30
+        busy = "busy"
+        while time.monotonic() < deadline:
+            busy = conn.execute(
+                "SELECT (SELECT count(*) FROM tasks WHERE status NOT IN ('complete', 'error'))"
+                " + (SELECT count(*) FROM outbox)"
+                " + (SELECT count(*) FROM tasks t WHERE status = 'complete'"
+                "    AND NOT EXISTS (SELECT 1 FROM stamps s WHERE s.task_uuid = t.uuid))"
+            ).fetchone()[0]
+            if busy == 0:
+                break
+            time.sleep(0.2)
+        counts["quiescent"] = busy == 0
+        with conn.transaction():  # one snapshot: the numbers add up
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            counts["tasks"] = dict(conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall())
+            counts["steps_run"] = conn.execute("SELECT count(*) FROM steps WHERE state = 'complete'").fetchone()[0]
+            counts["transitions"] = conn.execute("SELECT count(*) FROM transitions").fetchone()[0]
+            counts["stamps"] = conn.execute("SELECT count(*) FROM stamps").fetchone()[0]
+            counts["outbox_left"] = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            counts["namespaces"] = conn.execute("SELECT count(DISTINCT namespace) FROM tasks").fetchone()[0]
+            counts["steps_by_worker"] = dict(
+                conn.execute(
+                    "SELECT worker, count(*) FROM steps WHERE state = 'complete' GROUP BY worker"
+                ).fetchall()
+            )
+            # every task that ended in error, with the step that failed and why
+            counts["errors"] = [
+                {"task": name, "namespace": ns, "error": error, "step": step, "step_error": step_error}
+                for name, ns, error, step, step_error in conn.execute(
+                    "SELECT t.name, t.namespace, t.error, s.name, s.error FROM tasks t"
+                    " LEFT JOIN steps s ON s.task_uuid = t.uuid AND s.state = 'error'"
+                    " WHERE t.status = 'error' ORDER BY t.namespace, t.name"
+                ).fetchall()
+            ]
     faults: dict[str, int] = {}
     events = stack.run_dir.events_file
     if events.exists():

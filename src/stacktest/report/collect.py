@@ -128,8 +128,19 @@ def collect(run_dir: Path, junit: Path | None = None) -> RunReport:
     _add_resources(report.services, run_dir / "resources.jsonl")
     if junit is not None and junit.exists():
         report.tests = _tests(junit, secrets)
-    report.load_runs = [_load_run(p) for p in sorted((run_dir / "load").glob("*/results.json"))]
+    # this run's load runs (the directory keeps earlier runs' results too)
+    report.load_runs = [
+        _load_run(p) for p in sorted((run_dir / "load").glob("*/results.json"))
+        if _started_at(p) >= float(started or 0) - 1
+    ]  # fmt: skip
     return report
+
+
+def _started_at(path: Path) -> float:
+    try:
+        return float(json.loads(path.read_text()).get("started_at") or 0)
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _secrets(state: dict[str, Any]) -> list[str]:
