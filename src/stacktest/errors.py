@@ -109,7 +109,10 @@ class ServiceStartError(StackError):
             text += f"\n  (its log {self.log_path} is empty)"
         if self.hint:
             text += f"\n  hint: {self.hint}"
-        return text
+        # a service's log may print its URLs; the message goes to terminals and CI logs
+        from stacktest.redact import redact
+
+        return redact(text)
 
 
 class ServiceExited(ServiceStartError):

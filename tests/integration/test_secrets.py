@@ -116,3 +116,25 @@ services:
         done = run_stacktest(*args, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert CANARY not in done.stdout + done.stderr and CACHE_CANARY not in done.stdout
+
+
+def test_a_failed_starts_error_hides_what_the_service_printed(write_stack: Write) -> None:
+    """In a library user's traceback (no CLI in between): the log lines quoted in the error
+    show the URL the service printed, its password hidden."""
+    from stacktest import ServiceStartError, Stack
+
+    path = write_stack(f"""
+[services.db]
+use = "postgres"
+password = "{CANARY}"
+
+[services.app]
+command = ["{PY}", "-c", "import os; print('cannot reach', os.environ['DB']); raise SystemExit(2)"]
+env = {{ DB = "{{db.url}}" }}
+ready = {{ log = "never printed" }}
+depends_on = ["db"]
+""")
+    with pytest.raises(ServiceStartError) as caught:
+        Stack.from_file(path).start()
+    text = str(caught.value)
+    assert "cannot reach postgresql://postgres:****@" in text and CANARY not in text
