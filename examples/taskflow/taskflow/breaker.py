@@ -1,5 +1,7 @@
 """A circuit breaker: after ``threshold`` failures in a row, refuse calls for ``cooldown``
-seconds, then let one through to test the water (half-open)."""
+seconds, then let exactly one call through to test the water (half-open): its success closes
+the circuit, its failure opens it again for another cooldown. Calls made while that probe is
+out are refused, as while open (a probe that never reports frees the way after a cooldown)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ class Breaker:
         self.failures = 0
         self.opened_at: float | None = None
         self.trips = 0
+        #: When the one half-open probe was let through (None: no probe out).
+        self.probe_since: float | None = None
 
     @property
     def state(self) -> str:
@@ -30,16 +34,25 @@ class Breaker:
         return "open"
 
     def check(self) -> None:
-        if self.state == "open":
+        state = self.state
+        if state == "open":
             raise CircuitOpen(self.name)
+        if state == "half_open":
+            now = time.monotonic()
+            if self.probe_since is not None and now - self.probe_since < self.cooldown:
+                raise CircuitOpen(self.name)  # the probe is out: one at a time
+            self.probe_since = now
 
     def success(self) -> None:
         self.failures = 0
         self.opened_at = None
+        self.probe_since = None
 
     def failure(self) -> None:
         self.failures += 1
-        if self.failures >= self.threshold or self.state == "half_open":
-            if self.opened_at is None or self.state == "half_open":
+        half_open = self.state == "half_open"
+        if self.failures >= self.threshold or half_open:
+            if self.opened_at is None or half_open:
                 self.trips += 1
             self.opened_at = time.monotonic()
+            self.probe_since = None

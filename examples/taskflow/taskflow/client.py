@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,14 +141,28 @@ class OrchestrationClient:
         self._http.close()
 
     def create_task(
-        self, namespace: str, name: str, context: dict[str, Any] | None = None
-    ) -> Created:
-        body = _check(
-            self._http.post(
-                "/v1/tasks", json={"namespace": namespace, "name": name, "context": context or {}}
-            )
-        )
-        return Created(body["task_uuid"], body["status"])
+        self, namespace: str, name: str, context: dict[str, Any] | None = None,
+        *, idempotency_key: str | None = None, attempts: int = 3,
+    ) -> Created:  # fmt: skip
+        """Create a task, safely retried: every attempt carries the same Idempotency-Key
+        (``idempotency_key``, or one made for this call), so a retry after a lost answer
+        (a reset, a 503 whose COMMIT went through) finds the task instead of making two."""
+        key = idempotency_key or uuid.uuid4().hex
+        payload = {"namespace": namespace, "name": name, "context": context or {}}
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.post(
+                    "/v1/tasks", json=payload, headers={"Idempotency-Key": key}
+                )
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+            else:
+                if response.status_code != 503 or attempt == attempts:
+                    body = _check(response)
+                    return Created(body["task_uuid"], body["status"])
+            time.sleep(0.1 * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     def get_task(self, task_uuid: str) -> Task:
         return Task.from_json(_check(self._http.get(f"/v1/tasks/{task_uuid}")))
@@ -215,14 +230,26 @@ class AsyncOrchestrationClient:
         await self._http.aclose()
 
     async def create_task(
-        self, namespace: str, name: str, context: dict[str, Any] | None = None
-    ) -> Created:
-        body = _check(
-            await self._http.post(
-                "/v1/tasks", json={"namespace": namespace, "name": name, "context": context or {}}
-            )
-        )
-        return Created(body["task_uuid"], body["status"])
+        self, namespace: str, name: str, context: dict[str, Any] | None = None,
+        *, idempotency_key: str | None = None, attempts: int = 3,
+    ) -> Created:  # fmt: skip
+        """As :meth:`Client.create_task`: retried with one Idempotency-Key."""
+        key = idempotency_key or uuid.uuid4().hex
+        payload = {"namespace": namespace, "name": name, "context": context or {}}
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._http.post(
+                    "/v1/tasks", json=payload, headers={"Idempotency-Key": key}
+                )
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+            else:
+                if response.status_code != 503 or attempt == attempts:
+                    body = _check(response)
+                    return Created(body["task_uuid"], body["status"])
+            await asyncio.sleep(0.1 * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     async def get_task(self, task_uuid: str) -> Task:
         return Task.from_json(_check(await self._http.get(f"/v1/tasks/{task_uuid}")))

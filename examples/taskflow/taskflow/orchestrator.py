@@ -151,6 +151,9 @@ async def with_db(action: Any) -> Any:
             result = await action(conn)
     except CircuitOpen:
         raise
+    except store.KeyReused:
+        state.db.success()  # the database answered: the request was wrong
+        raise
     except Exception as exc:
         state.db.failure()
         raise DependencyDown("postgres", exc) from exc
@@ -190,13 +193,24 @@ async def create_task(request: Request) -> Response:
         return problem(
             422, "validation failed", details=[{"field": "context", "problem": str(exc)}]
         )
+    key = request.headers.get("idempotency-key") or None
+    if key is not None and not 1 <= len(key) <= 200:
+        detail = {"field": "Idempotency-Key", "problem": "1 to 200 characters"}
+        return problem(422, "validation failed", details=[detail])
     try:
         state.bus.check()  # accepted work must be able to move: refuse while the bus is down
-        task_uuid = await with_db(
-            lambda conn: store.create_task(conn, fields["namespace"], workflow, fields["context"])
+        task_uuid, created = await with_db(
+            lambda conn: store.create_task(
+                conn, fields["namespace"], workflow, fields["context"], key
+            )
         )
+    except store.KeyReused:
+        return problem(422, "this Idempotency-Key was used for another request", key=key)
     except (CircuitOpen, DependencyDown) as exc:
         return unavailable(exc)
+    if not created:  # a retry of a request that was done: the same answer
+        return JSONResponse({"task_uuid": str(task_uuid), "status": "pending", "replayed": True},
+                            status_code=200)  # fmt: skip
     state.metrics.created.labels(workflow.name).inc()
     return JSONResponse({"task_uuid": str(task_uuid), "status": "pending"}, status_code=201)
 

@@ -49,15 +49,38 @@ async def _enqueue(conn: Any, task_uuid: Any, step: str, attempt: int, delay: fl
     )
 
 
+class KeyReused(Exception):
+    """An idempotency key sent again with a different request."""
+
+
+#: Task uuids made from idempotency keys live in a namespace of their own.
+KEYS = uuidlib.UUID("6f1d1c3e-2b8a-4e55-9f0b-7a3c2d1e0f42")
+
+
 async def create_task(
-    conn: Any, namespace: str, workflow: workflows.Workflow, context: dict[str, Any]
-) -> uuidlib.UUID:
-    task_uuid = uuidlib.uuid4()
+    conn: Any, namespace: str, workflow: workflows.Workflow, context: dict[str, Any],
+    key: str | None = None,
+) -> tuple[uuidlib.UUID, bool]:  # fmt: skip
+    """The task's uuid, and whether this call created it. With an idempotency ``key``
+    (the client's, per logical request), the uuid follows from the namespace and the key:
+    the same request sent again (a retry after a lost answer) finds the task the first one
+    made; the same key with another request is :class:`KeyReused`."""
+    task_uuid = uuidlib.uuid5(KEYS, f"{namespace}\0{key}") if key else uuidlib.uuid4()
     async with conn.pipeline(), conn.transaction():
-        await conn.execute(
-            "INSERT INTO tasks (uuid, namespace, name, context) VALUES (%s, %s, %s, %s)",
-            (task_uuid, namespace, workflow.name, Jsonb(context)),
-        )
+        inserted = await (
+            await conn.execute(
+                "INSERT INTO tasks (uuid, namespace, name, context) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (uuid) DO NOTHING RETURNING uuid",
+                (task_uuid, namespace, workflow.name, Jsonb(context)),
+            )
+        ).fetchone()
+        if inserted is None:  # made by an earlier call with this key
+            name, stored = await (
+                await conn.execute("SELECT name, context FROM tasks WHERE uuid = %s", (task_uuid,))
+            ).fetchone()
+            if name != workflow.name or stored != context:
+                raise KeyReused(key)
+            return task_uuid, False
         await _transition(conn, task_uuid, None, None, "pending")
         roots = set(workflow.roots())
         for position, step in enumerate(workflow.steps):
@@ -72,7 +95,7 @@ async def create_task(
                 await _transition(conn, task_uuid, step.name, "pending", "enqueued")
                 await _enqueue(conn, task_uuid, step.name, 1)
         await conn.execute("NOTIFY taskflow_outbox")
-    return task_uuid
+    return task_uuid, True
 
 
 async def run_step(conn: Any, task_uuid: str, step_name: str, worker: str) -> str:
