@@ -143,7 +143,8 @@ def main() -> None:
             rows.append(row)
             verdict = "valid" if row["valid"] else "INVALID: " + row["invalid"]
             print(f"  {rate:5.0f}/s: completed {row['completed_per_s']:.1f}/s, client p95 "
-                  f"{row['client_p95']:.1f} ms, failed {row['failed']}, {verdict}", flush=True)  # fmt: skip
+                  f"{row['client_p95']:.1f} ms, failed {row['failed']}, {verdict}",
+                  flush=True)  # fmt: skip
             if rate != 100.0 and (row["client_p95"] >= 300 or row["failed"]):
                 break
     proxies = proxies_on_and_off(args.proxy_rate, args.seconds, rounds=2)
