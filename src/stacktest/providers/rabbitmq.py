@@ -85,6 +85,9 @@ class RabbitmqProvider(Provider):
             vhost=vhost, url=f"amqp://{user}:{password}@{instance.host}:{instance.port}/{path}",
             management_port=str(management),
             management_url=f"http://{instance.host}:{management}",
+            management="yes" if options.get("management") else "",
+            # what rabbitmqctl needs to reach this node (rabbitmq_vhost without management)
+            node=NODE, epmd_port=str(instance.extra_ports["epmd"]), home=str(instance.data_dir),
         )  # fmt: skip
 
     def _conf(self, instance: Instance) -> str:
@@ -134,6 +137,7 @@ class RabbitmqProvider(Provider):
         options = instance.spec.options
         server, _ = find_server(options.get("bin_dir"), options.get("version"))
         instance.scratch["server"] = f"RabbitMQ {installed_version(server) or '?'}"
+        instance.fields["ctl"] = str(server.parent / "rabbitmqctl")
         home = instance.data_dir
         mnesia = home / "mnesia"
         shutil.rmtree(mnesia, ignore_errors=True)  # fresh each start (the users are in it)
