@@ -4,6 +4,11 @@ Run several (``replicas = 2``): they share one durable consumer, so each step me
 goes to one of them; a message not acked within ``TASKFLOW_ACK_WAIT`` seconds (the
 worker died mid-step) is delivered again, and ``store.run_step`` makes the second run
 harmless. Each worker also runs an outbox relay and writes a heartbeat every second.
+
+``TASKFLOW_ACK=before-commit`` makes a deliberately broken worker, for the suite's own
+test: it acks each message as it takes it, before the step's result is committed (the
+classic at-most-once bug). Nothing goes wrong until a worker dies, or loses its database,
+between the two; then the step is gone for good. The nemesis suite must catch it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ from taskflow import bus, config, store
 
 log = logging.getLogger("taskflow.worker")
 CONCURRENCY = int(os.environ.get("TASKFLOW_WORKER_CONCURRENCY", "8"))
+ACK = os.environ.get("TASKFLOW_ACK", "after-commit")
+if ACK not in ("after-commit", "before-commit"):
+    raise SystemExit(f"TASKFLOW_ACK is after-commit or before-commit, not {ACK!r}")
 
 
 def worker_id() -> str:
@@ -92,6 +100,9 @@ async def consume(sub: Any, me: str, counter: dict[str, int], stop: asyncio.Even
 
 async def handle(pool: AsyncConnectionPool, msg: Any, me: str, counter: dict[str, int]) -> None:
     job = json.loads(msg.data)
+    if ACK == "before-commit":  # the deliberate bug: the message is gone before the result
+        with contextlib.suppress(Exception):
+            await msg.ack()
     try:
         async with pool.connection(timeout=5) as conn:
             outcome = await store.run_step(conn, job["task_uuid"], job["step"], me)
@@ -133,7 +144,7 @@ async def main() -> None:
         asyncio.create_task(heartbeat(me, counter, stop)),
         asyncio.create_task(consume(sub, me, counter, stop)),
     ]
-    log.info("worker %s ready", me)
+    log.info("worker %s ready (acks %s)", me, ACK)
     await stop.wait()
     relay.stop()
     for task in tasks:
