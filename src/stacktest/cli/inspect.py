@@ -220,6 +220,16 @@ def doctor(file: FileOpt = DEFAULT_FILE) -> None:
         for place in report.looked_in:
             console.print(f"  - {escape(place)}")
         console.print(f"  hint: {escape(report.hint)}")
+    from stacktest.containers.engine import discover
+
+    engine, tried = discover()
+    if engine is not None:
+        console.print(f"container engine: {escape(engine.describe())}")
+    else:
+        console.print("container engine: [yellow]none usable[/] (only needed for `image`/"
+                      "`build` services; docs/containers.md); looked at:")  # fmt: skip
+    for where, why in tried:
+        console.print(f"  - {escape(where)}: {escape(why)}")
     from stacktest.spec.files import default_compose_fallback
 
     chosen = file or [Path("stack.toml")]

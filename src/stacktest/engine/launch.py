@@ -132,7 +132,7 @@ class Launcher:
             remaining = deadline - time.monotonic()
             try:
                 ok = await asyncio.wait_for(run.provider.probe(instance), max(remaining, 0.001))
-                if ok and instance.ready is not None and not instance.spec.is_process:
+                if ok and instance.ready is not None and not instance.spec.own_ready_check:
                     ok, said = await own_check(run)  # the server's own healthcheck as well
                     last_error = said or last_error
             except TimeoutError as exc:
@@ -236,7 +236,7 @@ def _client_wrappers(run: Running) -> Path:
 def waited_for(instance: Instance) -> str:
     """What readiness meant for this instance, in words (for error messages)."""
     check = instance.ready
-    if not instance.spec.is_process:
+    if not instance.spec.own_ready_check:
         own = f", then its own check {' '.join(check.argv)!r}" if check is not None else ""
         return {
             "postgres": "a query (SELECT 1) on its unix socket",
@@ -256,7 +256,8 @@ def waited_for(instance: Instance) -> str:
         return f"a TCP connection to {check.target or instance.port}"
     if check.kind == "log":
         return f"a log line matching {check.target!r}"
-    return f"command {' '.join(check.argv)!r} to exit 0"
+    inside = " inside the container" if instance.spec.is_container else ""
+    return f"command {' '.join(check.argv)!r} to exit 0{inside}"
 
 
 def _check_executable(
@@ -281,4 +282,6 @@ def exit_hint(instance: Instance) -> str:
     spec = instance.spec
     if spec.is_process:
         return f"run it by hand to see why: {redact(shlex.join(instance.command))}"
+    if spec.is_container:
+        return "see the log above (the container's own output, and stacktest's lines about it)"
     return f"see the log above; `stacktest doctor` shows which {spec.use} binary was used"

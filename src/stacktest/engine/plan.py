@@ -97,6 +97,8 @@ def plan_stack(
             instance.fields.update(
                 name=instance_name, run_dir=str(run_dir.path), data_dir=str(instance.data_dir)
             )
+            if service.is_container:  # (the names a container resolves to this host)
+                instance.scratch["peers"] = [n for n in spec.services if n != name]
             provider.plan(instance)
             remember(instance.fields.get(k) for k in SECRET_FIELDS)  # hidden wherever shown
             instances.append(instance)
@@ -138,8 +140,9 @@ def render_instance(instance: Instance, plan: Plan, base_dir: Path) -> None:
                 k: render(v, resolve) if isinstance(v, str) else v
                 for k, v in spec.options[table].items()
             }
-    if spec.is_process:
+    if spec.own_ready_check:
         instance.command = [render(arg, resolve) for arg in spec.command]
+    if spec.is_process:
         cwd = Path(render(spec.cwd, resolve)) if spec.cwd else base_dir
         instance.cwd = cwd if cwd.is_absolute() else base_dir / cwd
     if spec.ready is not None:

@@ -59,6 +59,7 @@ class ProcessFaults:
     async def pause(self, service: str) -> None:
         for run in self._alive(service):
             assert run.proc is not None
+            await run.provider.on_signal(run.instance, signal.SIGSTOP)
             procs.signal_group(run.proc.pid, signal.SIGSTOP)
             run.state = "paused"
             self.journal.emit(run.name, "fault: paused")
@@ -67,6 +68,7 @@ class ProcessFaults:
     async def resume(self, service: str) -> None:
         for run in self.instances.lookup(service):
             if run.state == "paused" and run.proc is not None:
+                await run.provider.on_signal(run.instance, signal.SIGCONT)
                 procs.signal_group(run.proc.pid, signal.SIGCONT)
                 run.state = "ready" if run.instance.spec.has_health else "running"
                 self.journal.emit(run.name, "fault: resumed")

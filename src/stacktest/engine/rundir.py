@@ -249,6 +249,9 @@ class RunDir:
             procs.group_alive(pgid) for pgid in killed | set(strays)
         ):
             time.sleep(0.01)
+        from stacktest.containers.reap import remove_run  # (imports the SDK only if needed)
+
+        reaped += remove_run(self.path)
         for info in instances.values():
             private = info.get("private_dir")
             if private:

@@ -390,6 +390,7 @@ def _instance_record(run: Running) -> dict[str, Any]:
         "private_dir": run.private_dir,
         "unix_socket": inst.scratch.get("unix_socket"),
         "server": inst.scratch.get("server"),  # the program and version that runs
+        "container": inst.scratch.get("container"),  # its name, image id and digests
         "client_env": run.provider.client_env(inst) if inst.fields else {},
         "client_args": run.provider.client_args(inst),
         "client_bin_dirs": [str(p) for p in run.provider.client_bin_dirs(inst)],

@@ -11,6 +11,7 @@ backends still hold its shared memory).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 
@@ -51,6 +52,9 @@ async def _end_group(run: Running, sig: int, journal: Journal) -> None:
     proc, exit_task = run.proc, run.exit_task
     assert proc is not None and exit_task is not None
     if not exit_task.done():
+        with contextlib.suppress(Exception):  # (the engine's side of a container; best effort)
+            await run.provider.on_signal(run.instance, signal.SIGCONT)
+            await run.provider.on_signal(run.instance, sig)
         procs.signal_group(proc.pid, sig)
         procs.signal_group(proc.pid, signal.SIGCONT)  # a paused process must run to stop
         timeout = run.instance.spec.stop_timeout

@@ -34,6 +34,10 @@ def provider_for(kind: str) -> Provider:
         from stacktest.providers.memcached import MemcachedProvider
 
         return MemcachedProvider()
+    if kind == "container":
+        from stacktest.providers.container import ContainerProvider
+
+        return ContainerProvider()
     from stacktest.providers.process import ProcessProvider
 
     return ProcessProvider()

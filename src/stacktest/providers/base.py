@@ -94,6 +94,10 @@ class Provider(abc.ABC):
     async def probe(self, instance: Instance) -> bool:
         """One readiness attempt: True when ready. May raise; that counts as not ready."""
 
+    async def on_signal(self, instance: Instance, sig: int) -> None:  # noqa: B027
+        """Called before ``sig`` goes to the instance's process group (a fault, a stop):
+        for a server the group does not hold (a container), act on it here."""
+
     async def cleanup(self, instance: Instance) -> None:  # noqa: B027 - optional hook
         """Remove what prepare() made outside the run directory."""
 

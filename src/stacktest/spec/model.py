@@ -88,9 +88,20 @@ class ServiceSpec:
         return self.use == "process"
 
     @property
+    def is_container(self) -> bool:
+        """Run from an image by a container engine (``image`` or ``build``)."""
+        return self.use == "container"
+
+    @property
+    def own_ready_check(self) -> bool:
+        """Whether ``ready`` is the service's only readiness check (a command service's, a
+        container's), rather than run as well as a built-in server's protocol check."""
+        return self.use in ("process", "container")
+
+    @property
     def has_health(self) -> bool:
         """Whether "healthy" means more than "started" for this service."""
-        return not self.is_process or self.ready is not None
+        return not self.own_ready_check or self.ready is not None
 
     def instance_names(self) -> list[str]:
         if self.replicas == 1:

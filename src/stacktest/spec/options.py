@@ -5,6 +5,7 @@ resolved against the stack file and must exist."""
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
@@ -99,3 +100,66 @@ def setting_files(parser: Parser, key: str, settings: dict[str, Any]) -> dict[st
                               files_only=True)  # fmt: skip
         out[name] = found[0]
     return out
+
+
+def container_fields(parser: Parser, key: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """A container service's ``image``/``build``, ``command`` and ``replicas``, checked:
+    the ServiceSpec fields (``options`` holds image, build and the rest)."""
+    options = provider_options(parser, key, "container", table)
+    if "image" in table:
+        options["image"] = parser.expect(f"{key}.image", table["image"], (str,), "an image name")
+        if not options["image"].strip():
+            parser.fail(f"{key}.image", "the image name is empty", 'e.g. image = "redis:7"')
+    if "build" in options:
+        build = options["build"]
+        build = {"context": build} if isinstance(build, str) else dict(build)
+        for name in build:
+            if name not in schema.BUILD_KEYS:
+                parser.fail(f"{key}.build.{name}", "unknown key",
+                            f"allowed: {', '.join(sorted(schema.BUILD_KEYS))}")  # fmt: skip
+        context = parser.expect(f"{key}.build.context", build.get("context", "."), (str,),
+                                "a directory")  # fmt: skip
+        build["context"] = resolve_paths(parser, f"{key}.build", "context", context,
+                                         what="build context")[0]  # fmt: skip
+        if not Path(build["context"]).is_dir():
+            parser.fail(f"{key}.build.context", f"{context!r} is not a directory")
+        dockerfile = parser.expect(f"{key}.build.dockerfile", build.get("dockerfile", "Dockerfile"),
+                                   (str,), "a file in the context")  # fmt: skip
+        if not (Path(build["context"]) / dockerfile).is_file():
+            parser.fail(f"{key}.build.dockerfile", f"{dockerfile!r} not found in {context!r}",
+                        "name a file relative to the build context")  # fmt: skip
+        args = parser.expect(f"{key}.build.args", build.get("args", {}), (dict,), "a table")
+        build["args"] = {str(k): str(v) for k, v in args.items()}
+        build["dockerfile"] = dockerfile
+        options["build"] = build
+    if "entrypoint" in options:
+        options["entrypoint"] = list(parser.str_list(f"{key}.entrypoint", options["entrypoint"]))
+    fields: dict[str, Any] = {"options": options}
+    if "command" in table:
+        command = table["command"]
+        if isinstance(command, str):  # as the engine reads it: split as a shell would
+            command = shlex.split(command)
+        fields["command"] = parser.str_list(f"{key}.command", command)
+    replicas = parser.expect(f"{key}.replicas", table.get("replicas", 1), (int,), "an integer")
+    if not 1 <= replicas <= 100:
+        parser.fail(f"{key}.replicas", f"replicas must be 1 to 100, got {replicas}")
+    fields["replicas"] = replicas
+    return fields
+
+
+def container_kind(parser: Parser, key: str, table: Mapping[str, Any]) -> bool:
+    """Whether the service is a container (``image`` or ``build`` without ``use``); checks
+    its ``backend``."""
+    backend = table.get("backend")
+    if backend is not None and backend not in ("native", "container"):
+        parser.fail(f"{key}.backend", f"unknown backend {backend!r}", "'native' or 'container'")
+    if table.get("use") is None and ("image" in table or "build" in table):
+        if backend == "native":
+            parser.fail(f"{key}.backend", "an `image`/`build` service is a container",
+                        'drop backend = "native", or give `use` or `command`')  # fmt: skip
+        return True
+    if backend == "container":
+        parser.fail(f"{key}.backend", "a built-in server or a command as a container is not "
+                    "supported yet", 'give the image to run: image = "NAME:TAG" '
+                    "(docs/containers.md)")  # fmt: skip
+    return False

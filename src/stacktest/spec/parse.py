@@ -27,7 +27,7 @@ from stacktest.spec.model import (
     ServiceSpec,
     StackSpec,
 )
-from stacktest.spec.options import provider_options
+from stacktest.spec.options import container_fields, container_kind, provider_options
 from stacktest.spec.template import TemplateSyntaxError, references
 
 STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port", "volumes", "tmpfs"})
@@ -232,12 +232,15 @@ class _Parser:
 
     def kind(self, key: str, table: Mapping[str, Any]) -> str:
         use = table.get("use")
+        if container_kind(self, key, table):
+            return "container"
         if use is None:
             if "command" not in table:
                 self.fail(
                     key,
-                    "a service needs either `use` (a built-in provider) or `command`",
-                    f'use one of {", ".join(PROVIDERS)}, or command = ["program", "arg"]',
+                    "a service needs `use` (a built-in provider), `command` or `image`",
+                    f'use one of {", ".join(PROVIDERS)}, command = ["program", "arg"], '
+                    'or image = "NAME:TAG" (a container)',
                 )
             return "process"
         self.expect(f"{key}.use", use, (str,), "a string")
@@ -261,6 +264,8 @@ class _Parser:
         allowed = set(schema.COMMON_KEYS)
         if kind == "process":
             allowed |= schema.PROCESS_KEYS
+        elif kind == "container":
+            allowed |= schema.PROCESS_KEYS - {"shell", "cwd"} | set(schema.OPTIONS[kind])
         else:
             allowed |= set(schema.OPTIONS[kind]) | {"ready"}
         for option in table:
@@ -279,7 +284,11 @@ class _Parser:
         shell = bool(
             self.expect(f"{key}.shell", table.get("shell", False), (bool,), "true or false")
         )
-        if kind == "process":
+        if kind == "container":
+            fields.update(container_fields(self, key, table))
+            if "ready" in table:  # (a command runs inside the container, as a healthcheck)
+                fields["ready"] = self.ready(f"{key}.ready", table["ready"])
+        elif kind == "process":
             command = table["command"]
             if isinstance(command, str):
                 if not shell:
@@ -513,7 +522,7 @@ class _Parser:
 
     def check_references(self, key: str, spec: ServiceSpec, kinds: dict[str, str]) -> None:
         templated: list[tuple[str, str]] = []
-        if spec.is_process:
+        if spec.own_ready_check:
             templated += [(f"{key}.command[{i}]", arg) for i, arg in enumerate(spec.command)]
             if spec.cwd is not None:
                 templated.append((f"{key}.cwd", spec.cwd))

@@ -20,6 +20,7 @@ COMMON_KEYS = frozenset(
         "restart",
         "max_restarts",
         "port",
+        "backend",
     }
 )
 
@@ -102,6 +103,15 @@ OPTIONS["rabbitmq"] = {
     "bin_dir": ((str,), "a directory holding rabbitmq-server"),
     "version": ((str, int, float), 'the server version to run, e.g. "3.10"'),
 }
+#: A service run from an image by a container engine (docs/containers.md).
+OPTIONS["container"] = {
+    "build": ((dict, str), "a directory, or { context, dockerfile, args, target }"),
+    "entrypoint": ((list,), "the image's entrypoint, replaced (a list of strings)"),
+    "user": ((str,), "the user the container runs as (name or uid[:gid])"),
+    "working_dir": ((str,), "the working directory inside the container"),
+}
+#: Keys of a container service's ``build`` table.
+BUILD_KEYS = frozenset({"context", "dockerfile", "args", "target"})
 for _options in OPTIONS.values():  # what a compose file's service stood for (messages)
     _options["image"] = ((str,), "the image a compose file named")
 OPTIONS["redis"] = OPTIONS["valkey"]
@@ -111,6 +121,7 @@ _COMMON_FIELDS = frozenset({"name", "host", "port", "url", "run_dir", "data_dir"
 #: Fields a reference ``{service.field}`` may name, per kind of service.
 FIELDS: dict[str, frozenset[str]] = {
     "process": _COMMON_FIELDS | {"replica"},
+    "container": _COMMON_FIELDS | {"replica", "container"},
     "postgres": _COMMON_FIELDS | {"user", "password", "database", "socket_dir"},
     "valkey": _COMMON_FIELDS | {"password"},
     "redis": _COMMON_FIELDS | {"password"},
