@@ -9,6 +9,7 @@ remedy. Where a builtin exception is the natural thing to catch, it is mixed in.
     ├── BinaryNotFound (FileNotFoundError)  a server binary is missing: every place looked
     ├── ServiceStartError                   a service did not become ready
     │   ├── ServiceExited                   ... because its process exited first
+    │   ├── ServiceRefused                  ... because it must not be (beyond loopback)
     │   └── ServiceStartTimeout (TimeoutError)  ... before its deadline
     ├── DependencyFailed                    a service could not start because a dependency failed
     ├── StackStateError (RuntimeError)      an operation not allowed in the current state
@@ -113,6 +114,11 @@ class ServiceStartError(StackError):
         from stacktest.redact import redact
 
         return redact(text)
+
+
+class ServiceRefused(ServiceStartError):
+    """A service that must not be called ready at all (it listens beyond loopback): not
+    retried until the deadline, reported at once."""
 
 
 class ServiceExited(ServiceStartError):

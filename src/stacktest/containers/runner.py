@@ -77,21 +77,35 @@ def stream_logs(container: Any, since: float, done: threading.Event) -> None:
         done.set()
 
 
-def watch_listeners(container: Any, finished: threading.Event, exposed: list[str]) -> None:
-    while not finished.wait(0.5):
+def exposed(container: Any) -> list[str]:
+    """Addresses beyond loopback the container's processes listen on."""
+    try:
+        top = container.top()
+        column = top["Titles"].index("PID")
+        pids = [int(row[column]) for row in top.get("Processes") or []]
+    except Exception:
         try:
-            top = container.top()
-            column = top["Titles"].index("PID")
-            pids = [int(row[column]) for row in top.get("Processes") or []]
+            container.reload()
+            pids = [int(container.attrs["State"]["Pid"])]
         except Exception:
-            try:
-                container.reload()
-                pids = [int(container.attrs["State"]["Pid"])]
-            except Exception:
-                continue
-        found = beyond_loopback(pids)
+            return []
+    return beyond_loopback(pids)
+
+
+def exposed_message(service: str, found: list[str]) -> str:
+    return (
+        f"{service} listens beyond loopback: {', '.join(found)}; a test stack must not be "
+        "reachable from the network. Remedy: make it bind 127.0.0.1 (its command or "
+        "environment, e.g. a --host/--bind flag), as containers here share the host's "
+        "network (docs/containers.md)"
+    )
+
+
+def watch_listeners(container: Any, finished: threading.Event, exposed_to: list[str]) -> None:
+    while not finished.wait(0.5):
+        found = exposed(container)
         if found:
-            exposed.extend(found)
+            exposed_to.extend(found)
             finished.set()
             return
 
@@ -121,10 +135,8 @@ def main(argv: list[str]) -> int:
     say(f"container {container.short_id} ({image}) started")
     logs_done = threading.Event()
     threading.Thread(target=stream_logs, args=(container, since, logs_done), daemon=True).start()
-    exposed: list[str] = []
-    threading.Thread(
-        target=watch_listeners, args=(container, finished, exposed), daemon=True
-    ).start()
+    seen: list[str] = []
+    threading.Thread(target=watch_listeners, args=(container, finished, seen), daemon=True).start()
     result: dict[str, Any] = {}
 
     def wait() -> None:
@@ -137,13 +149,8 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=wait, daemon=True).start()
     while not finished.wait(0.5):
         pass
-    if exposed:
-        say(
-            f"{spec['service']} listens beyond loopback: {', '.join(exposed)}; a test stack "
-            "must not be reachable from the network. Remedy: make it bind 127.0.0.1 (its "
-            "command or environment, e.g. a --host/--bind flag), as containers here share "
-            "the host's network (docs/containers.md)"
-        )
+    if seen:
+        say(exposed_message(spec["service"], seen))
         container.kill()
         logs_done.wait(2)
         return EXPOSED

@@ -26,6 +26,7 @@ from stacktest.engine.rundir import RunDir, log_tail
 from stacktest.errors import (
     BinaryNotFound,
     ServiceExited,
+    ServiceRefused,
     ServiceStartError,
     ServiceStartTimeout,
     StackError,
@@ -141,6 +142,8 @@ class Launcher:
                 ok = False
                 if not (cut_short and last_error):
                     last_error = f"{type(exc).__name__}: {exc}".strip()
+            except ServiceRefused:
+                raise
             except (OSError, StackError) as exc:
                 ok, last_error = False, f"{type(exc).__name__}: {exc}".strip()
             except Exception as exc:  # a client library's own error (psycopg ...)

@@ -20,7 +20,8 @@ from typing import Any
 
 from stacktest.containers import reap
 from stacktest.containers.engine import Engine, NoEngine, find_engine
-from stacktest.errors import ServiceStartError
+from stacktest.containers.runner import exposed, exposed_message
+from stacktest.errors import ServiceRefused, ServiceStartError
 from stacktest.providers.base import Instance, Launch, Provider
 from stacktest.providers.process import ProcessProvider, service_environment
 
@@ -169,10 +170,27 @@ class ContainerProvider(Provider):
     async def probe(self, instance: Instance) -> bool:
         check = instance.ready
         if check is None or check.kind != "command":
-            return await ProcessProvider().probe(instance)
-        argv = ["/bin/sh", "-c", check.argv[0]] if check.shell else list(check.argv)
-        return await asyncio.wait_for(asyncio.to_thread(self._exec, instance, argv),
-                                      check.attempt_timeout + 1)  # fmt: skip
+            ok = await ProcessProvider().probe(instance)
+        else:
+            argv = ["/bin/sh", "-c", check.argv[0]] if check.shell else list(check.argv)
+            ok = await asyncio.wait_for(asyncio.to_thread(self._exec, instance, argv),
+                                        check.attempt_timeout + 1)  # fmt: skip
+        if ok:  # never ready while listening beyond loopback (the runner watches after)
+            found = await asyncio.to_thread(self._exposed, instance)
+            if found:
+                self._log(instance, "stacktest: " + exposed_message(instance.name, found))
+                await asyncio.to_thread(self._act, instance, "kill")
+                raise ServiceRefused(instance.name, exposed_message(instance.name, found))
+        return ok
+
+    def _exposed(self, instance: Instance) -> list[str]:
+        client = self.engine(instance).client(timeout=30)
+        try:
+            return exposed(client.containers.get(container_name(instance)))
+        except Exception:
+            return []
+        finally:
+            client.close()
 
     def _exec(self, instance: Instance, argv: list[str]) -> bool:
         """The check inside the container (``docker exec``), as the image's healthcheck."""

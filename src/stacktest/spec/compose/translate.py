@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from stacktest.errors import ConfigError
+from stacktest.spec.compose.containers import container_table
 from stacktest.spec.compose.dotenv import DotenvError, read_dotenv
 from stacktest.spec.compose.images import read_image
 from stacktest.spec.compose.keys import (
@@ -120,9 +121,16 @@ class Translator:
     def refuse_unrunnable(self, services: Mapping[str, Any]) -> None:
         """Every service with nothing stacktest can run, in one message."""
         problems = []
+        from stacktest.containers.engine import NoEngine, find_engine
+
+        try:
+            if any(self.is_container(body) for body in services.values()):
+                find_engine()
+                return  # they run as containers
+        except NoEngine as exc:
+            search = "\n  ".join(f"{w}: {why}" for w, why in exc.tried)
         for name, body in services.items():
-            ext = stacktest_ext(body)
-            if image_kind(body.get("image")) is None and "command" not in ext and "use" not in ext:
+            if self.is_container(body):
                 what = f"image {body['image']!r}" if body.get("image") else "a `build:` service"
                 problems.append(
                     f"services.{name}: {what} has no local equivalent stacktest can run"
@@ -132,9 +140,18 @@ class Translator:
             self.fail(
                 first,
                 ("\n  ".join(problems) if len(problems) > 1 else problems[0].split(": ", 1)[1]),
-                "add `x-stacktest: { command: [...] }` to each (how to run it as a local "
-                "process; any stack.toml key may go there), or `x-stacktest: { skip: true }`",
+                "start a container engine (Docker or Podman) to run it as a container "
+                f"(looked at:\n  {search}),\n  or add `x-stacktest: {{ command: [...] }}` to "
+                "each (how to run it as a local process; any stack.toml key may go there), "
+                "or `x-stacktest: { skip: true }`",
             )
+
+    @staticmethod
+    def is_container(body: Any) -> bool:
+        """No native equivalent and no local command: a container, given an engine."""
+        ext = stacktest_ext(body) if isinstance(body, dict) else {}
+        return (isinstance(body, dict) and image_kind(body.get("image")) is None
+                and "command" not in ext and "use" not in ext)  # fmt: skip
 
     def container_port(self, name: str, body: Mapping[str, Any]) -> int | None:
         image = image_kind(body.get("image"))
@@ -158,6 +175,16 @@ class Translator:
         image = image_kind(body.get("image"))
         builtin = image is not None and "command" not in ext
         used: set[str] = set()
+        if self.is_container(body):
+            table = container_table(self, key, name, body, env, ports)
+            check = self.healthcheck(key, body.get("healthcheck"), ports.get(name))
+            if check is not None and "ready" not in ext:  # (run inside the container)
+                table["ready"] = check
+                timeout = health_deadline(key, body.get("healthcheck") or {}, self)
+                if timeout is not None and "start_timeout" not in ext:
+                    table["start_timeout"] = timeout
+            return self.common(key, body, table, ext, ports, published=False)
+
         if image is not None and builtin:
             table, used = self.provider(key, image[0], body, env, ports)
             if env:  # as a container's: its init scripts and templates read it
@@ -196,9 +223,22 @@ class Translator:
             replicas = (body.get("deploy") or {}).get("replicas")
             if replicas is not None:
                 table["replicas"] = replicas
-        published = self.published_port(body, ports.get(name))
-        if published is not None and "port" not in ext:
-            table["port"] = published
+        return self.common(key, body, table, ext, ports)
+
+    def common(
+        self, key: str, body: Mapping[str, Any], table: dict[str, Any], ext: dict[str, Any],
+        ports: dict[str, int | None], *, published: bool = True,
+    ) -> Any:  # fmt: skip
+        """What every kind of service takes alike: its port, dependencies, restart policy,
+        stop signal and grace period, and the x-stacktest keys over all."""
+        name = key.split(".", 1)[1]
+        pinned = self.published_port(body, ports.get(name))
+        if published and pinned is not None and "port" not in ext:
+            table["port"] = pinned
+        elif not published and pinned is not None and pinned != ports.get(name):
+            self.note(f"{key}.ports", f"published on {pinned}: a container shares the host's "
+                      f"network here, so it is reached at 127.0.0.1:{ports.get(name)}, "
+                      "its own port (docs/containers.md)")  # fmt: skip
         if "depends_on" in body:
             deps = self.depends_on(key, body["depends_on"])
             # a dependency left out (x-stacktest.skip, a profile) is not waited for

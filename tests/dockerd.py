@@ -1,0 +1,141 @@
+"""A private Docker engine for the container backend's tests, and images made here.
+
+No engine runs on the test machines and no registry is reachable. So the tests start their
+own ``dockerd`` (Debian's ``docker.io``, installed as root when missing, else a failure
+naming the remedy): its own data root and a unix socket under a temp dir, no iptables, no
+IP forwarding, no bridge, so the host's network settings are never touched; containers use
+host networking. Images come from local material only: ``docker import`` of a rootfs made
+of ``busybox-static``'s binary and its applets; ``build:`` services start ``FROM`` it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.system_packages import require
+
+BUSYBOX_IMAGE = "stacktest-tests/busybox:local"
+
+
+@contextlib.contextmanager
+def private_dockerd() -> Iterator[str]:
+    """A dockerd of our own for the block; yields its ``unix://`` address."""
+    require("docker.io", "dockerd", "containerd", "runc")
+    base = Path(tempfile.mkdtemp(prefix="stdk-", dir="/tmp"))  # (short: socket paths)
+    sock = base / "docker.sock"
+    log = open(base / "dockerd.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            shutil.which("dockerd") or "dockerd",
+            "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
+            "--pidfile", str(base / "dockerd.pid"), "--host", f"unix://{sock}",
+            "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--bridge=none",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    host = f"unix://{sock}"
+    try:
+        _wait_until_up(host, proc, base / "dockerd.log")
+        yield host
+    finally:
+        _stop(host, proc)
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_until_up(host: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import docker
+
+    deadline = time.monotonic() + 60
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"dockerd exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            client = docker.DockerClient(base_url=host, version="auto", timeout=5)
+            client.version()
+            client.close()
+            return
+        except Exception as exc:
+            last = str(exc)
+            time.sleep(0.2)
+    raise AssertionError(f"dockerd did not answer in 60 s ({last}):\n{log.read_text()[-3000:]}")
+
+
+def _stop(host: str, proc: subprocess.Popen[bytes]) -> None:
+    import docker
+
+    with contextlib.suppress(Exception):  # what the tests left would be a failure elsewhere
+        client = docker.DockerClient(base_url=host, version="auto", timeout=10)
+        for container in client.containers.list(all=True):
+            container.remove(force=True, v=True)
+        client.close()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    with contextlib.suppress(ProcessLookupError):  # its containerd, in the same session
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def busybox_rootfs() -> bytes:
+    """A tar of a root filesystem: busybox-static's binary and a link per applet."""
+    require("busybox-static", "/bin/busybox")
+    binary = Path("/bin/busybox").read_bytes()
+    applets = subprocess.run(
+        ["/bin/busybox", "--list"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for directory in ("bin", "tmp", "etc", "root", "www"):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if directory == "tmp" else 0o755
+            tar.addfile(info)
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(binary), 0o755
+        tar.addfile(info, io.BytesIO(binary))
+        for applet in applets:
+            if applet == "busybox":
+                continue
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        for name, text in (("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+                           ("etc/group", "root:x:0:\n"),
+                           ("www/index.html", "hello from busybox\n")):  # fmt: skip
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def import_busybox(host: str) -> str:
+    """``docker import`` of the busybox rootfs as :data:`BUSYBOX_IMAGE`; its name."""
+    import docker
+
+    client = docker.DockerClient(base_url=host, version="auto", timeout=120)
+    try:
+        repository, tag = BUSYBOX_IMAGE.rsplit(":", 1)
+        client.api.import_image_from_data(
+            busybox_rootfs(), repository=repository, tag=tag,
+            changes=["ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["sh"]'],
+        )  # fmt: skip
+    finally:
+        client.close()
+    return BUSYBOX_IMAGE

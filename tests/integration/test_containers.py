@@ -1,0 +1,255 @@
+"""The container backend against a real engine: a private dockerd (tests/dockerd.py) and
+images made here. Native and container services in one stack, traffic both ways and
+through fault proxies, pause/kill/start through the engine, logs, compose, reaping."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stacktest import Stack
+from stacktest.containers import engine as engine_mod
+from stacktest.containers.reap import LABEL_RUN_DIR
+from stacktest.errors import ServiceStartError
+from tests.dockerd import import_busybox, private_dockerd
+from tests.helpers import run_stacktest
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("containers")]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[str]:
+    """A private engine with the busybox image; DOCKER_HOST points at it meanwhile."""
+    before = os.environ.get("DOCKER_HOST")
+    with private_dockerd() as host:
+        import_busybox(host)
+        os.environ["DOCKER_HOST"] = host
+        engine_mod.forget()
+        try:
+            yield host
+        finally:
+            if before is None:
+                os.environ.pop("DOCKER_HOST", None)
+            else:
+                os.environ["DOCKER_HOST"] = before
+            engine_mod.forget()
+
+
+def containers(host: str, run_dir: Path | None = None) -> list[str]:
+    import docker
+
+    client = docker.DockerClient(base_url=host, version="auto", timeout=30)
+    try:
+        filters = {"label": f"{LABEL_RUN_DIR}={run_dir}"} if run_dir else {}
+        return [c.name for c in client.containers.list(all=True, filters=filters)]
+    finally:
+        client.close()
+
+
+MIXED = """
+[services.db]
+use = "postgres"
+
+[services.native]   # a native HTTP server the container's healthcheck fetches by name
+command = ["python", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
+ready = { http = "/" }
+
+[services.web]      # an image, as it is
+image = "stacktest-tests/busybox:local"
+command = ["httpd", "-f", "-v", "-p", "127.0.0.1:{port}", "-h", "/www"]
+ready = { command = ["sh", "-c", "wget -qO- http://native:{native.port}/ >/dev/null"] }
+depends_on = ["native"]
+
+[services.app]      # built here from a local Dockerfile
+build = { context = "app", args = { GREETING = "built here" } }
+env = { PORT = "{port}" }
+ready = { command = ["sh", "-c", "wget -qO- http://web:{web.port}/ | grep -q busybox"] }
+depends_on = { web = { condition = "healthy", proxy = true } }
+
+[services.client]   # a native client of the container, through a fault proxy
+command = ["python", "-c", "import time; print('client up', flush=True); time.sleep(3600)"]
+ready = { log = "client up" }
+depends_on = { web = { condition = "healthy", proxy = true }, db = "healthy" }
+"""
+
+DOCKERFILE = """\
+FROM stacktest-tests/busybox:local
+ARG GREETING=hi
+RUN mkdir -p /srv && echo "$GREETING" > /srv/index.html
+CMD ["sh", "-c", "exec httpd -f -v -p 127.0.0.1:$PORT -h /srv"]
+"""
+
+
+def project(tmp_path: Path, stack: str = MIXED) -> Path:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text(DOCKERFILE)
+    (tmp_path / "stack.toml").write_text(stack)
+    return tmp_path / "stack.toml"
+
+
+@pytest.fixture
+def mixed(engine: str, tmp_path: Path) -> Iterator[Stack]:
+    with Stack.from_file(project(tmp_path)) as stack:
+        yield stack
+    assert containers(engine, tmp_path / ".stacktest") == []  # the end removes them
+
+
+def test_a_mixed_stack_comes_up_and_talks_both_ways(mixed: Stack, engine: str) -> None:
+    web, app = mixed["web"], mixed["app"]
+    # native -> container (the test process), container -> native (web's healthcheck
+    # fetched `native` by name), container -> container through a proxy (app's check)
+    assert "hello from busybox" in httpx.get(web.url + "/").text
+    assert httpx.get(app.url + "/").text.strip() == "built here"
+    assert mixed.engine.status()  # (the stack answers as any other)
+    import psycopg
+
+    with psycopg.connect(mixed["db"].url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    # the build log and the container's own lines are in the service logs
+    app_log = app.log_path.read_text()
+    assert "build: Step 1/4 : FROM stacktest-tests/busybox:local" in app_log
+    assert "response:200" in web.log_path.read_text()
+    state = mixed.run_dir.read_state() or {}
+    record = state["instances"]["web"]["container"]
+    assert record["image"] == "stacktest-tests/busybox:local" and record["id"].startswith("sha256:")
+
+
+def test_faults_on_an_edge_into_a_container(mixed: Stack) -> None:
+    host, port = mixed.proxy_address("client->web")
+    through = f"http://{host}:{port}/"
+    assert httpx.get(through).status_code == 200
+    with mixed.fault("client->web", latency="400ms"):
+        began = time.perf_counter()
+        assert httpx.get(through, timeout=5).status_code == 200
+        assert time.perf_counter() - began >= 0.4
+    with mixed.down("client->web"), pytest.raises(httpx.TransportError):
+        httpx.get(through, timeout=2)
+    assert httpx.get(through).status_code == 200
+
+
+def test_pause_kill_and_start_go_through_the_engine(mixed: Stack, engine: str) -> None:
+    web = mixed["web"]
+    mixed.pause("web")
+    with pytest.raises(httpx.TimeoutException):
+        httpx.get(web.url + "/", timeout=1)
+    mixed.resume("web")
+    assert httpx.get(web.url + "/", timeout=5).status_code == 200
+
+    # a file written in the container survives kill and start: the same container
+    import docker
+
+    client = docker.DockerClient(base_url=engine, version="auto", timeout=30)
+    name = mixed["web"].fields["container"]
+    client.containers.get(name).exec_run(["sh", "-c", "echo kept > /www/mark.txt"])
+    first_id = client.containers.get(name).id
+    mixed.kill("web")
+    assert client.containers.get(name).status == "exited"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(web.url + "/", timeout=1)
+    mixed.start_service("web")
+    assert client.containers.get(name).id == first_id
+    assert httpx.get(web.url + "/mark.txt", timeout=5).text.strip() == "kept"
+    mixed.restart("web")
+    assert httpx.get(web.url + "/mark.txt", timeout=5).text.strip() == "kept"
+    client.close()
+
+
+def test_a_listener_beyond_loopback_ends_the_service(engine: str, tmp_path: Path) -> None:
+    (tmp_path / "stack.toml").write_text(textwrap.dedent("""
+        [services.open]
+        image = "stacktest-tests/busybox:local"
+        command = ["httpd", "-f", "-p", "0.0.0.0:{port}", "-h", "/www"]
+        ready = { http = "/", timeout = "0.5s" }
+        start_timeout = "20s"
+    """))
+    with pytest.raises(ServiceStartError) as caught, Stack.from_file(tmp_path / "stack.toml"):
+        pass
+    message = str(caught.value)
+    assert "listens beyond loopback: 0.0.0.0:" in message and "bind 127.0.0.1" in message
+    assert containers(engine, tmp_path / ".stacktest") == []
+
+
+def test_a_missing_image_that_cannot_be_pulled_says_so(engine: str, tmp_path: Path) -> None:
+    (tmp_path / "stack.toml").write_text('[services.x]\nimage = "nowhere.invalid/nothing:1"\n')
+    with pytest.raises(ServiceStartError) as caught, Stack.from_file(tmp_path / "stack.toml"):
+        pass
+    assert "'nowhere.invalid/nothing:1' is not in the engine and could not be pulled" in str(
+        caught.value
+    )
+    assert "docker build / docker load / docker import" in str(caught.value)
+
+
+def test_a_compose_image_without_a_native_equivalent_runs_as_a_container(
+    engine: str, tmp_path: Path
+) -> None:
+    (tmp_path / "docker-compose.yml").write_text(textwrap.dedent("""
+        services:
+          cache:
+            image: redis:7
+          files:
+            image: stacktest-tests/busybox:local
+            command: ["httpd", "-f", "-p", "127.0.0.1:18391", "-h", "/www"]
+            ports: ["127.0.0.1:18391:18391"]
+            healthcheck:
+              test: ["CMD", "wget", "-qO-", "http://127.0.0.1:18391/"]
+            depends_on: [cache]
+    """))
+    with Stack.from_file(tmp_path / "docker-compose.yml") as stack:
+        assert stack["files"].port == 18391
+        assert "hello from busybox" in httpx.get("http://127.0.0.1:18391/").text
+        assert stack["files"].kind == "container"
+        assert stack["cache"].kind == "redis"  # a built-in image stays native
+
+
+def test_without_an_engine_the_error_names_where_it_looked(tmp_path: Path) -> None:
+    (tmp_path / "stack.toml").write_text('[services.x]\nimage = "busybox"\n')
+    done = run_stacktest(
+        "up", cwd=tmp_path,
+        env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock", "XDG_RUNTIME_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert "no container engine (Docker or Podman) is usable here" in out
+    assert f"unix://{tmp_path}/none.sock (DOCKER_HOST): no such socket" in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize("when", ["during start", "after ready"])
+def test_kill_9_of_the_owner_leaves_no_container(engine: str, tmp_path: Path, when: str) -> None:
+    path = project(tmp_path)
+    owner = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from stacktest import Stack
+            stack = Stack.from_file({str(path)!r}).start()
+            print("ready", flush=True)
+            time.sleep(3600)
+        """)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    run_dir = tmp_path / ".stacktest"
+    assert owner.stdout is not None
+    try:
+        if when == "during start":
+            deadline = time.monotonic() + 60
+            while not containers(engine, run_dir) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert containers(engine, run_dir), "no container was made"
+        else:
+            assert owner.stdout.readline().strip() == "ready"
+        os.kill(owner.pid, signal.SIGKILL)
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+    time.sleep(5)  # no other command runs: the watchdog alone must clean up
+    assert containers(engine, run_dir) == []
