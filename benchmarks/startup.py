@@ -11,12 +11,19 @@
 4. RabbitMQ time to an AMQP handshake (when the system has RabbitMQ): stacktest vs the same
    ``rabbitmq-server`` started by hand on a fresh data directory (stacktest's overhead).
 
-Run: ``.venv/bin/python benchmarks/startup.py [--runs N]``. Prints medians and ratios.
+5. A container service vs the same service native (``--containers``): Postgres + busybox
+   ``httpd``, once with httpd as a local process and once as a container (the same binary,
+   imported as an image), time from ``start()`` to all ready, alternating. Uses the engine
+   DOCKER_HOST (or the default socket) names, else starts a private dockerd as the tests do.
+
+Run: ``.venv/bin/python benchmarks/startup.py [--runs N] [--containers]``. Prints medians
+and ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import platform
@@ -271,6 +278,62 @@ def bare_rabbitmq(runs: int, workdir: Path) -> list[float]:
     return times
 
 
+NATIVE_HTTPD = """
+[services.db]
+use = "postgres"
+[services.web]
+command = ["/bin/busybox", "httpd", "-f", "-p", "127.0.0.1:{port}", "-h", "/tmp"]
+ready = { http = "/", status = 404 }
+depends_on = ["db"]
+"""
+CONTAINER_HTTPD = """
+[services.db]
+use = "postgres"
+[services.web]
+image = "stacktest-tests/busybox:local"
+command = ["httpd", "-f", "-p", "127.0.0.1:{port}", "-h", "/tmp"]
+ready = { http = "/", status = 404 }
+depends_on = ["db"]
+"""
+
+
+def container_vs_native(runs: int, workdir: Path) -> tuple[list[float], list[float]]:
+    """Alternating starts of the same stack, httpd native then as a container."""
+    times: dict[str, list[float]] = {"native": [], "container": []}
+    for kind, text in (("native", NATIVE_HTTPD), ("container", CONTAINER_HTTPD)):
+        (workdir / kind).mkdir()
+        (workdir / kind / "stack.toml").write_text(text)
+        with Stack.from_file(workdir / kind / "stack.toml"):
+            pass  # warm-up: the data-directory cache, the engine's first container
+    for _ in range(runs):
+        for kind in ("native", "container"):
+            started = time.perf_counter()
+            stack = Stack.from_file(workdir / kind / "stack.toml").start()
+            times[kind].append(time.perf_counter() - started)
+            stack.stop()
+    return times["native"], times["container"]
+
+
+def with_engine(runs: int) -> None:
+    from stacktest.containers import engine
+
+    sys.path.insert(0, str(ROOT))
+    from tests.dockerd import import_busybox, private_dockerd
+
+    found, _ = engine.discover()
+    context = contextlib.nullcontext(found.host) if found else private_dockerd()
+    with context as host, tempfile.TemporaryDirectory(prefix="st-bench-") as tmp:
+        os.environ["DOCKER_HOST"] = host
+        engine.forget()
+        import_busybox(host)
+        print(f"container vs native (Postgres + busybox httpd), engine at {host}")
+        native, container = container_vs_native(runs, Path(tmp))
+        ours = summary("httpd native", native)
+        theirs = summary("httpd as a container", container)
+        print(f"  the container service costs {(theirs - ours) * 1000:.0f} ms more "
+              f"({theirs / ours:.2f}x the native stack's time to ready)")  # fmt: skip
+
+
 def summary(name: str, times: list[float]) -> float:
     med = statistics.median(times)
     print(
@@ -283,7 +346,11 @@ def summary(name: str, times: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--containers", action="store_true", help="only part 5")
     args = parser.parse_args()
+    if args.containers:
+        with_engine(args.runs)
+        return
     bin_dir, _ = find_bin_dir()
     version = subprocess.run(
         [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True

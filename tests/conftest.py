@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +34,17 @@ def write_stack(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def no_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No container engine to be found, whatever this machine has: only DOCKER_HOST's
+    socket (which does not exist) is looked at."""
+    from stacktest.containers import engine
+
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setattr(engine, "candidates", lambda environ=None: [
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock")])
+    engine.forget()
+    yield
+    engine.forget()

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from stacktest.containers.engine import accepts
 from tests.system_packages import require
 
 BUSYBOX_IMAGE = "stacktest-tests/busybox:local"
@@ -52,7 +53,18 @@ def private_dockerd() -> Iterator[str]:
     finally:
         _stop(host, proc)
         log.close()
+        unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
+        assert not base.exists(), f"dockerd left {base} behind"
+
+
+def unmount_under(base: Path) -> None:
+    """What dockerd mounted under its directories (its default network namespace's nsfs
+    bind mount outlives it), deepest first."""
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p.startswith(f"{base}/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 def _wait_until_up(host: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -63,14 +75,19 @@ def _wait_until_up(host: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"dockerd exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        sock = Path(host.removeprefix("unix://"))
+        if not sock.exists() or accepts(sock):
+            time.sleep(0.1)  # (not the SDK yet: it leaves a refused socket open)
+            continue
+        client = docker.DockerClient(base_url=host, version="1.24", timeout=5)
         try:
-            client = docker.DockerClient(base_url=host, version="auto", timeout=5)
             client.version()
-            client.close()
             return
         except Exception as exc:
             last = str(exc)
             time.sleep(0.2)
+        finally:
+            client.close()
     raise AssertionError(f"dockerd did not answer in 60 s ({last}):\n{log.read_text()[-3000:]}")
 
 

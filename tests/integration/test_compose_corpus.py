@@ -71,7 +71,7 @@ def test_a_web_project_with_dotenv_override_anchors_and_healthchecks(
 
 
 def test_a_platform_repo_with_include_extends_profiles_and_env_file_chains(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_engine: None
 ) -> None:
     monkeypatch.delenv("COMPOSE_PROFILES", raising=False)
     project = copy("platform", tmp_path)

@@ -63,14 +63,16 @@ use = "postgres"
 command = ["python", "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
 ready = { http = "/" }
 
-[services.web]      # an image, as it is
+[services.web]      # an image, as it is (httpd as pid 1 ignores SIGTERM: no grace needed)
 image = "stacktest-tests/busybox:local"
+stop_timeout = "1s"
 command = ["httpd", "-f", "-v", "-p", "127.0.0.1:{port}", "-h", "/www"]
 ready = { command = ["sh", "-c", "wget -qO- http://native:{native.port}/ >/dev/null"] }
 depends_on = ["native"]
 
 [services.app]      # built here from a local Dockerfile
 build = { context = "app", args = { GREETING = "built here" } }
+stop_timeout = "1s"
 env = { PORT = "{port}" }
 ready = { command = ["sh", "-c", "wget -qO- http://web:{web.port}/ | grep -q busybox"] }
 depends_on = { web = { condition = "healthy", proxy = true } }
@@ -253,3 +255,31 @@ def test_kill_9_of_the_owner_leaves_no_container(engine: str, tmp_path: Path, wh
         owner.stdout.close()
     time.sleep(5)  # no other command runs: the watchdog alone must clean up
     assert containers(engine, run_dir) == []
+
+
+def test_a_failing_test_shows_only_its_own_container_log_lines(
+    engine: str, pytester: pytest.Pytester
+) -> None:
+    (pytester.path / "stack.toml").write_text(textwrap.dedent("""
+        [services.web]
+        image = "stacktest-tests/busybox:local"
+        command = ["httpd", "-f", "-v", "-p", "127.0.0.1:{port}", "-h", "/www"]
+        ready = { tcp = true }
+    """))
+    pytester.makepyfile(test_app="""
+        import httpx
+
+        def test_a_passes(stack):
+            httpx.get(stack["web"].url + "/marker-from-a")
+
+        def test_b_fails(stack):
+            httpx.get(stack["web"].url + "/marker-from-b")
+            assert 1 == 2
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "stacktest: web log (during this test)" in out
+    assert "/marker-from-b" in out and "/marker-from-a" not in out
+    run_stacktest("down", cwd=pytester.path)
+    assert containers(engine, pytester.path / ".stacktest") == []

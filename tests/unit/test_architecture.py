@@ -103,19 +103,20 @@ def test_no_import_cycles() -> None:
 BASE = {"errors", "durations", "redact", "wait", "pgwire", "engine.procs", "engine.ports"}
 LAYERS = {
     "base": {"base"},
-    "spec": {"base"},
-    "providers": {"spec", "base"},
+    "containers": {"base"},  # the container engine: found, driven, reaped
+    "spec": {"containers", "base"},  # (a compose image with no native server: is there an engine?)
+    "providers": {"containers", "spec", "base"},
     "faults": {"spec", "base"},
     "isolation": {"spec", "base"},
     "load": {"spec", "base"},
     "observe": {"spec", "base"},
-    "engine": {"providers", "faults", "observe", "spec", "base"},
+    "engine": {"providers", "faults", "observe", "containers", "spec", "base"},
     "api": {"engine", "providers", "faults", "isolation", "load", "observe", "spec", "base"},
     "plugin": {"api", "engine", "providers", "faults", "isolation", "load", "observe"}
     | {"spec", "base"},
     "report": {"load", "spec", "base"},
     "cli": {"plugin", "report", "api", "engine", "providers", "faults", "isolation", "load"}
-    | {"observe", "spec", "base"},
+    | {"observe", "containers", "spec", "base"},
 }
 
 

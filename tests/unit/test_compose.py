@@ -151,7 +151,9 @@ def test_the_environment_wins_over_dotenv_and_defaults(
         (
             "services:\n  api:\n    image: mycorp/api:1.2\n",
             r"docker-compose.yml:2: services\.api: image 'mycorp/api:1\.2' has no local "
-            r"equivalent.*\n  hint: add `x-stacktest: \{ command: \[\.\.\.\] \}`",
+            r"equivalent.*\n  hint: start a container engine \(Docker or Podman\) to run it as "
+            r"a container \(looked at:\n  unix:///nonexistent/docker.sock \(DOCKER_HOST\): no "
+            r"such socket\),\n  or add `x-stacktest: \{ command: \[\.\.\.\] \}`",
         ),
         (
             "services:\n  api:\n    build: .\n",
@@ -180,7 +182,9 @@ def test_the_environment_wins_over_dotenv_and_defaults(
         ),
     ],
 )
-def test_bad_compose_files_are_clear_errors(tmp_path: Path, compose: str, message: str) -> None:
+def test_bad_compose_files_are_clear_errors(
+    tmp_path: Path, compose: str, message: str, no_engine: None
+) -> None:
     (tmp_path / "docker-compose.yml").write_text(compose)
     with pytest.raises(ConfigError) as caught:
         load_stack(tmp_path / "docker-compose.yml")

@@ -249,7 +249,7 @@ def test_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert set(spec.services) == {"db", "seed"} and spec.profiles == ("seed", "other")
 
 
-def test_every_unrunnable_service_in_one_message(tmp_path: Path) -> None:
+def test_every_unrunnable_service_in_one_message(tmp_path: Path, no_engine: None) -> None:
     path = write(
         tmp_path / "compose.yaml",
         "services:\n  a:\n    image: minio/minio\n  b:\n    build: .\n  db:\n    image: postgres\n",

@@ -266,7 +266,7 @@ def test_completed_on_a_server(write_stack: Write) -> None:
             '[services.a]\nuse = "postgres"\ncommand = ["x"]\n',
             "both `use = 'postgres'` and `command`",
         ),
-        ("[services.a]\nenv = {}\n", "needs either `use`"),
+        ("[services.a]\nenv = {}\n", "a service needs `use`"),
         ('[services.a]\ncommand = "run me"\n', "shell is not enabled"),
         ("[services.a]\ncommand = []\n", "command is empty"),
         ('[services.a]\ncommand = ["x"]\nreplicas = 0\n', "must be 1 to 1000"),

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,13 +114,18 @@ def probe(host: str) -> tuple[dict[str, Any] | None, str]:
         path = Path(host.removeprefix("unix://"))
         if not path.exists():
             return None, "no such socket"
+        refused = accepts(path)
+        if refused:  # (the SDK would leave its socket open after a failed connect)
+            return None, refused
     try:
         import docker
         import docker.errors
     except ImportError:  # pragma: no cover - a dependency of stacktest
         return None, "the Docker SDK for Python (`docker`) is not installed"
     try:
-        client = docker.DockerClient(base_url=host, timeout=int(PROBE_TIMEOUT), version="auto")
+        # (a fixed, old API version: "auto" asks in the constructor, and a failure there
+        # leaves the SDK's socket open; every engine answers /version at 1.24)
+        client = docker.DockerClient(base_url=host, timeout=int(PROBE_TIMEOUT), version="1.24")
         try:
             return client.version(), ""
         finally:
@@ -128,6 +134,17 @@ def probe(host: str) -> tuple[dict[str, Any] | None, str]:
         return None, _first_line(exc)
     except Exception as exc:  # requests' and urllib3's own errors
         return None, f"{type(exc).__name__}: {_first_line(exc)}"
+
+
+def accepts(path: Path) -> str:
+    """Why a unix socket does not accept a connection ("" when it does)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(PROBE_TIMEOUT)
+        try:
+            sock.connect(str(path))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
 
 
 def _first_line(exc: BaseException) -> str:
