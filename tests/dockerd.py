@@ -26,18 +26,19 @@ from stacktest.containers.engine import accepts
 from tests.system_packages import require
 
 BUSYBOX_IMAGE = "stacktest-tests/busybox:local"
+SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @contextlib.contextmanager
 def private_dockerd() -> Iterator[str]:
     """A dockerd of our own for the block; yields its ``unix://`` address."""
-    require("docker.io", "dockerd", "containerd", "runc")
+    require("docker.io", "/usr/sbin/dockerd", "/usr/bin/containerd", "/usr/sbin/runc")
     base = Path(tempfile.mkdtemp(prefix="stdk-", dir="/tmp"))  # (short: socket paths)
     sock = base / "docker.sock"
     log = open(base / "dockerd.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [
-            shutil.which("dockerd") or "dockerd",
+            "/usr/sbin/dockerd",
             "--data-root", str(base / "data"), "--exec-root", str(base / "exec"),
             "--pidfile", str(base / "dockerd.pid"), "--host", f"unix://{sock}",
             "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--bridge=none",
@@ -45,6 +46,7 @@ def private_dockerd() -> Iterator[str]:
         stdout=log,
         stderr=log,
         start_new_session=True,
+        env={**os.environ, "PATH": SBIN_PATH},  # (its runc and containerd: a minimal PATH lacks sbin)
     )
     host = f"unix://{sock}"
     try:

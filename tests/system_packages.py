@@ -30,7 +30,9 @@ def require(package: str, *binaries: str) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if all(_present(b) for b in binaries):
             return  # another worker installed it meanwhile
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        # (dpkg refuses to run without the sbin directories on PATH; a scrubbed one lacks them)
+        path = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/local/sbin:/usr/sbin:/sbin"
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "PATH": path}
         install = ["apt-get", "install", "-y", "--no-install-recommends", package]
         done = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:  # the package lists may be missing or old

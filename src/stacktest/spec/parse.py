@@ -270,6 +270,10 @@ class _Parser:
             allowed |= set(schema.OPTIONS[kind]) | {"ready"}
         for option in table:
             if option not in allowed:
+                if option in ("shell", "cwd") and kind == "container":
+                    self.fail(f"{key}.{option}", f"`{option}` is not for a container service",
+                              "a string command is split as a shell would; the directory "
+                              "inside the container is `working_dir`")  # fmt: skip
                 if option in schema.PROCESS_KEYS and kind != "process":
                     self.fail(
                         f"{key}.{option}",
