@@ -4,6 +4,7 @@ through fault proxies, pause/kill/start through the engine, logs, compose, reapi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stacktest import Stack
+from stacktest import Stack, eventually
 from stacktest.containers import engine as engine_mod
 from stacktest.containers.reap import LABEL_RUN_DIR
 from stacktest.errors import ServiceStartError
@@ -50,7 +51,8 @@ def containers(host: str, run_dir: Path | None = None) -> list[str]:
     client = docker.DockerClient(base_url=host, version="auto", timeout=30)
     try:
         filters = {"label": f"{LABEL_RUN_DIR}={run_dir}"} if run_dir else {}
-        return [c.name for c in client.containers.list(all=True, filters=filters)]
+        listed = client.api.containers(all=True, filters=filters)  # (one request: no race)
+        return [c["Names"][0].lstrip("/") for c in listed]
     finally:
         client.close()
 
@@ -77,6 +79,12 @@ env = { PORT = "{port}" }
 ready = { command = ["sh", "-c", "wget -qO- http://web:{web.port}/ | grep -q busybox"] }
 depends_on = { web = { condition = "healthy", proxy = true } }
 
+[services.checked]  # the same image, no `ready`: its Dockerfile's HEALTHCHECK decides
+build = "app"
+image = "stacktest-tests/app:checked"
+env = { PORT = "{port}" }
+stop_timeout = "1s"
+
 [services.client]   # a native client of the container, through a fault proxy
 command = ["python", "-c", "import time; print('client up', flush=True); time.sleep(3600)"]
 ready = { log = "client up" }
@@ -88,6 +96,7 @@ FROM stacktest-tests/busybox:local
 ARG GREETING=hi
 RUN mkdir -p /srv && echo "$GREETING" > /srv/index.html
 CMD ["sh", "-c", "exec httpd -f -v -p 127.0.0.1:$PORT -h /srv"]
+HEALTHCHECK CMD wget -qO- http://127.0.0.1:$PORT/ || exit 1
 """
 
 
@@ -118,11 +127,26 @@ def test_a_mixed_stack_comes_up_and_talks_both_ways(mixed: Stack, engine: str) -
         assert conn.execute("SELECT 1").fetchone() == (1,)
     # the build log and the container's own lines are in the service logs
     app_log = app.log_path.read_text()
-    assert "build: Step 1/4 : FROM stacktest-tests/busybox:local" in app_log
+    assert "build: Step 1/5 : FROM stacktest-tests/busybox:local" in app_log
+    assert "(stacktest/app:" in app_log  # the built image's tag, in the start line
     assert "response:200" in web.log_path.read_text()
     state = mixed.run_dir.read_state() or {}
     record = state["instances"]["web"]["container"]
     assert record["image"] == "stacktest-tests/busybox:local" and record["id"].startswith("sha256:")
+    # no `ready`: the image's HEALTHCHECK was run inside it before it counted as ready
+    assert "ready when the image's HEALTHCHECK passes" in mixed["checked"].log_path.read_text()
+    assert state["instances"]["checked"]["state"] == "ready"
+    assert httpx.get(mixed["checked"].url + "/").text.strip() == "hi"
+
+    # CPU and memory are the container's own processes (busybox: ~1 MB), not its runner's
+    def sampled() -> dict[str, float]:
+        lines = mixed.run_dir.resources_file.read_text().splitlines()
+        rss = {json.loads(line)["service"]: json.loads(line)["rss_mb"] for line in lines}
+        assert "web" in rss and "native" in rss
+        return rss
+
+    rss = eventually(sampled, timeout=10)
+    assert 0 < rss["web"] < 10 < rss["native"], rss
 
 
 def test_faults_on_an_edge_into_a_container(mixed: Stack) -> None:
@@ -231,7 +255,7 @@ def test_kill_9_of_the_owner_leaves_no_container(engine: str, tmp_path: Path, wh
     owner = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import time
-            from stacktest import Stack
+            from stacktest import Stack, eventually
             stack = Stack.from_file({str(path)!r}).start()
             print("ready", flush=True)
             time.sleep(3600)
@@ -283,3 +307,28 @@ def test_a_failing_test_shows_only_its_own_container_log_lines(
     assert "/marker-from-b" in out and "/marker-from-a" not in out
     run_stacktest("down", cwd=pytester.path)
     assert containers(engine, pytester.path / ".stacktest") == []
+
+
+def test_a_restart_policy_brings_back_a_container_that_died(engine: str, tmp_path: Path) -> None:
+    import docker
+
+    (tmp_path / "stack.toml").write_text(textwrap.dedent("""
+        [services.web]
+        image = "stacktest-tests/busybox:local"
+        command = ["httpd", "-f", "-p", "127.0.0.1:{port}", "-h", "/www"]
+        ready = { http = "/" }
+        restart = "on-failure"
+        stop_timeout = "1s"
+    """))
+    with Stack.from_file(tmp_path / "stack.toml") as stack:
+        client = docker.DockerClient(base_url=engine, version="auto", timeout=30)
+        client.containers.get(stack["web"].fields["container"]).kill()  # from outside
+        client.close()
+
+        def back() -> bool:
+            (web,) = [s for s in stack.engine.status() if s["name"] == "web"]
+            assert web["restarts"] == 1 and web["state"] == "ready", web
+            return httpx.get(stack["web"].url + "/", timeout=2).status_code == 200
+
+        assert eventually(back, timeout=20)
+        assert "--- stacktest: restart 1 ---" in stack["web"].log_path.read_text()

@@ -31,8 +31,10 @@ def recorded_engine(run_dir: Path) -> str | None:
         return None
 
 
-def labelled(client: Any, run_dir: Path) -> list[Any]:
-    found: list[Any] = client.containers.list(
+def labelled(client: Any, run_dir: Path) -> list[dict[str, Any]]:
+    """The run's containers, as the engine lists them (one request: the SDK's high-level
+    list asks again for each, and one removed in between would fail it)."""
+    found: list[dict[str, Any]] = client.api.containers(
         all=True, filters={"label": f"{LABEL_RUN_DIR}={run_dir}"}
     )
     return found
@@ -54,9 +56,10 @@ def remove_run(run_dir: Path, *, keep_volumes: bool = False) -> list[str]:
     removed = []
     try:
         for container in labelled(client, run_dir):
+            name = (container.get("Names") or [container["Id"][:12]])[0].lstrip("/")
             with contextlib.suppress(Exception):
-                container.remove(force=True, v=not keep_volumes)
-                removed.append(f"container {container.name}")
+                client.api.remove_container(container["Id"], force=True, v=not keep_volumes)
+                removed.append(f"container {name}")
     except Exception:
         return removed
     finally:

@@ -133,6 +133,11 @@ def main(argv: list[str]) -> int:
         say(f"the engine could not start {spec['name']} ({image}): {exc}")
         return ENGINE_ERROR
     say(f"container {container.short_id} ({image}) started")
+    try:  # its first process, as this host sees it: the resource sampler's root for it
+        container.reload()
+        Path(spec["pid_file"]).write_text(str(container.attrs["State"]["Pid"]))
+    except (KeyError, OSError, docker.errors.DockerException):
+        pass
     logs_done = threading.Event()
     threading.Thread(target=stream_logs, args=(container, since, logs_done), daemon=True).start()
     seen: list[str] = []

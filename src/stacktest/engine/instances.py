@@ -125,7 +125,11 @@ class Instances:
 
     def live_groups(self) -> dict[str, int]:
         """``{instance: process group}`` of the instances running now (for the sampler)."""
-        return {run.name: run.proc.pid for run in self if run.alive and run.proc is not None}
+        return {
+            run.name: run.provider.resource_root(run.instance, run.proc.pid)
+            for run in self
+            if run.alive and run.proc is not None
+        }
 
 
 EventListener = Callable[[str, str, dict[str, Any]], None]

@@ -98,6 +98,10 @@ class Provider(abc.ABC):
         """Called before ``sig`` goes to the instance's process group (a fault, a stop):
         for a server the group does not hold (a container), act on it here."""
 
+    def resource_root(self, instance: Instance, pid: int) -> int:
+        """The process whose tree is the instance's CPU and memory (``pid``: its leader)."""
+        return pid
+
     async def cleanup(self, instance: Instance) -> None:  # noqa: B027 - optional hook
         """Remove what prepare() made outside the run directory."""
 

@@ -24,6 +24,7 @@ from stacktest.containers.runner import exposed, exposed_message
 from stacktest.errors import ServiceRefused, ServiceStartError
 from stacktest.providers.base import Instance, Launch, Provider
 from stacktest.providers.process import ProcessProvider, service_environment
+from stacktest.spec.model import ReadyCheck
 
 
 def container_name(instance: Instance) -> str:
@@ -58,6 +59,13 @@ class ContainerProvider(Provider):
             "name": container_name(instance), "image": image["name"], "id": image["id"],
             "digests": image["digests"], "engine": engine.describe(),
         }  # fmt: skip
+        test = image["healthcheck"]
+        if instance.ready is None and test and test[0] in ("CMD", "CMD-SHELL") and test[1:]:
+            # no `ready` of its own: the image's HEALTHCHECK, run inside it as the engine would
+            shell = test[0] == "CMD-SHELL"
+            instance.ready = ReadyCheck("command", argv=tuple(test[1:]), shell=shell,
+                                        attempt_timeout=5.0)  # fmt: skip
+            self._log(instance, f"stacktest: ready when the image's HEALTHCHECK passes: {test}")
         instance.data_dir.mkdir(parents=True, exist_ok=True)
         spec = {
             "host": engine.host,
@@ -81,6 +89,9 @@ class ContainerProvider(Provider):
             "working_dir": instance.options.get("working_dir"),
             "user": instance.options.get("user"),
         }
+        pid_file = instance.data_dir / "container.pid"
+        pid_file.unlink(missing_ok=True)
+        spec["pid_file"] = str(pid_file)
         path = instance.data_dir / "container.json"
         path.write_text(json.dumps(spec))
         env = service_environment({})
@@ -102,8 +113,11 @@ class ContainerProvider(Provider):
                     image = client.images.get(name)
                 except docker.errors.ImageNotFound:
                     image = self._pull(client, instance, name)
-            return {"name": options.get("image") or image.tags[:1] or image.id, "id": image.id,
-                    "digests": list(image.attrs.get("RepoDigests") or [])}  # fmt: skip
+            config = image.attrs.get("Config") or {}
+            name = options.get("image") or (image.tags[:1] or [image.id])[0]
+            return {"name": name, "id": image.id,
+                    "digests": list(image.attrs.get("RepoDigests") or []),
+                    "healthcheck": (config.get("Healthcheck") or {}).get("Test")}  # fmt: skip
         finally:
             client.close()
 
@@ -207,6 +221,14 @@ class ContainerProvider(Provider):
             return False
         finally:
             client.close()
+
+    def resource_root(self, instance: Instance, pid: int) -> int:
+        """The container's first process (its processes are the engine's children, not the
+        runner's): CPU and memory of a container service are its own."""
+        try:
+            return int((instance.data_dir / "container.pid").read_text())
+        except (OSError, ValueError):
+            return pid
 
     # -- what only the engine can do ----------------------------------------------------
     async def on_signal(self, instance: Instance, sig: int) -> None:

@@ -101,7 +101,8 @@ class ServiceSpec:
     @property
     def has_health(self) -> bool:
         """Whether "healthy" means more than "started" for this service."""
-        return not self.own_ready_check or self.ready is not None
+        # (a container without `ready` is ready by its image's HEALTHCHECK, if it has one)
+        return not self.is_process or self.ready is not None
 
     def instance_names(self) -> list[str]:
         if self.replicas == 1:
