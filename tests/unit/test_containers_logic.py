@@ -75,7 +75,8 @@ def test_proc_net_addresses_are_read_in_host_order(
     [
         ('[services.a]\nimage = ""\n', "the image name is empty"),
         ('[services.a]\nimage = "x"\nbackend = "native"\n', "is a container"),
-        ('[services.a]\nuse = "postgres"\nbackend = "container"\n', "not supported yet"),
+        ('[services.a]\nuse = "postgres"\nbackend = "container"\n', "cannot run as a container yet"),
+        ('[services.a]\ncommand = ["x"]\nbackend = "container"\n', "give its image instead"),
         ('[services.a]\nimage = "x"\nbackend = "vm"\n', "unknown backend 'vm'"),
         ('[services.a]\nbuild = "nowhere"\n', "build context 'nowhere' not found"),
         ('[services.a]\nbuild = { context = ".", dockerfile = "Nope" }\n', "'Nope' not found"),

@@ -53,6 +53,15 @@ RemapOpt = Annotated[
         "one; the mapping is printed and in `status` and `env`.",
     ),
 ]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="'container': run the built-in servers that can (nats, valkey, redis) from their "
+        "images in a container engine (docs/containers.md); 'native' (the default): local "
+        "binaries. A service's own `backend` wins.",
+    ),
+]
 EnvFileOpt = Annotated[
     list[Path] | None,
     typer.Option("--env-file", help="Compose files: variables from this file instead of ./.env."),
@@ -99,12 +108,16 @@ def load_spec(
     strict: bool = False,
     env_files: list[Path] | None = None,
     remap_ports: bool = False,
+    backend: str | None = None,
 ) -> StackSpec:
+    import os
     from dataclasses import replace
 
     from stacktest.errors import ConfigError
     from stacktest.spec.load import load_stack
 
+    if backend is not None:  # (read by the parser; `up -d`'s runner inherits it)
+        os.environ["STACKTEST_BACKEND"] = backend
     try:
         spec = load_stack(
             [str(f) for f in file or []], profiles=profiles or None, strict=strict,
@@ -127,7 +140,7 @@ def server_notes(spec: StackSpec) -> list[str]:
 
     notes = []
     for name, service in spec.services.items():
-        if not service.is_process:
+        if not service.is_process and service.backend == "native":
             note = provider_for(service.use).server_note(service)
             if note:
                 notes.append(f"services.{name}: {note}")

@@ -11,6 +11,7 @@ import typer
 
 from stacktest.cli.common import (
     DEFAULT_FILE,
+    BackendOpt,
     Commands,
     EnvFileOpt,
     FileOpt,
@@ -45,6 +46,7 @@ def up(
     strict: StrictOpt = False,
     env_file: EnvFileOpt = None,
     remap_ports: RemapOpt = False,
+    backend: BackendOpt = None,
     quiet: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Start the stack: every service healthy, in dependency order.
@@ -53,8 +55,9 @@ def up(
     the stack up until `stacktest down`.
     """
     spec = load_spec(
-        file, profiles=profile, strict=strict, env_files=env_file, remap_ports=remap_ports
-    )
+        file, profiles=profile, strict=strict, env_files=env_file, remap_ports=remap_ports,
+        backend=backend,
+    )  # fmt: skip
     if not quiet:  # (the runner of `up -d` says nothing: `up -d` said it)
         show_warnings(spec, new_console(stderr=True))
     if detach:
@@ -142,6 +145,7 @@ def run_tests(
     strict: StrictOpt = False,
     env_file: EnvFileOpt = None,
     remap_ports: RemapOpt = False,
+    backend: BackendOpt = None,
 ) -> None:
     """Start the stack, run the project's pytest against it, stop it, write a report; the
     exit code is pytest's.
@@ -164,8 +168,9 @@ def run_tests(
     from stacktest.engine.rundir import RunDir
 
     spec = load_spec(
-        file, profiles=profile, strict=strict, env_files=env_file, remap_ports=remap_ports
-    )
+        file, profiles=profile, strict=strict, env_files=env_file, remap_ports=remap_ports,
+        backend=backend,
+    )  # fmt: skip
     run_dir = RunDir(spec.run_dir)
     console = new_console(stderr=True)
     show_warnings(spec, console)

@@ -80,7 +80,7 @@ def plan_stack(
     port = allocate
     for name in spec.start_order():
         service = spec.services[name]
-        provider = plan.providers[name] = provider_for(service.use)
+        provider = plan.providers[name] = provider_for(service.use, service.backend)
         instances = []
         for replica, instance_name in enumerate(service.instance_names(), start=1):
             instance = Instance(

@@ -5,7 +5,11 @@ from __future__ import annotations
 from stacktest.providers.base import Provider
 
 
-def provider_for(kind: str) -> Provider:
+def provider_for(kind: str, backend: str = "native") -> Provider:
+    if backend == "container" and kind not in ("container", "process"):
+        from stacktest.providers.containerized import ContainerizedProvider
+
+        return ContainerizedProvider(provider_for(kind))
     if kind == "postgres":
         from stacktest.providers.postgres import PostgresProvider
 

@@ -34,6 +34,8 @@ def container_name(instance: Instance) -> str:
 
 class ContainerProvider(Provider):
     kind = "container"
+    #: Without ``ready``, the image's HEALTHCHECK decides readiness.
+    image_healthcheck = True
 
     def plan(self, instance: Instance) -> None:
         instance.fields.update(
@@ -59,7 +61,7 @@ class ContainerProvider(Provider):
             "name": container_name(instance), "image": image["name"], "id": image["id"],
             "digests": image["digests"], "engine": engine.describe(),
         }  # fmt: skip
-        test = image["healthcheck"]
+        test = image["healthcheck"] if self.image_healthcheck else None
         if instance.ready is None and test and test[0] in ("CMD", "CMD-SHELL") and test[1:]:
             # no `ready` of its own: the image's HEALTHCHECK, run inside it as the engine would
             shell = test[0] == "CMD-SHELL"
@@ -189,13 +191,17 @@ class ContainerProvider(Provider):
             argv = ["/bin/sh", "-c", check.argv[0]] if check.shell else list(check.argv)
             ok = await asyncio.wait_for(asyncio.to_thread(self._exec, instance, argv),
                                         check.attempt_timeout + 1)  # fmt: skip
-        if ok:  # never ready while listening beyond loopback (the runner watches after)
-            found = await asyncio.to_thread(self._exposed, instance)
-            if found:
-                self._log(instance, "stacktest: " + exposed_message(instance.name, found))
-                await asyncio.to_thread(self._act, instance, "kill")
-                raise ServiceRefused(instance.name, exposed_message(instance.name, found))
+        if ok:
+            await self.refuse_if_exposed(instance)
         return ok
+
+    async def refuse_if_exposed(self, instance: Instance) -> None:
+        """Never ready while listening beyond loopback (the runner watches after)."""
+        found = await asyncio.to_thread(self._exposed, instance)
+        if found:
+            self._log(instance, "stacktest: " + exposed_message(instance.name, found))
+            await asyncio.to_thread(self._act, instance, "kill")
+            raise ServiceRefused(instance.name, exposed_message(instance.name, found))
 
     def _exposed(self, instance: Instance) -> list[str]:
         client = self.engine(instance).client(timeout=30)

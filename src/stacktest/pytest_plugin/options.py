@@ -43,6 +43,14 @@ OPTIONS = {
         "str",
         "compose profiles to activate, comma-separated (default: COMPOSE_PROFILES)",
     ),
+    "backend": Option(
+        "--stack-backend",
+        "stack_backend",
+        "STACKTEST_BACKEND",
+        "str",
+        "'container': the built-in servers that can (nats, valkey, redis) run from their "
+        "images in a container engine; 'native' (default): local binaries",
+    ),
     "attach": Option(
         "--stack-attach",
         "stack_attach",
@@ -91,6 +99,8 @@ class Settings:
     sources: dict[str, str]
     #: Compose profiles (None: COMPOSE_PROFILES decides).
     profiles: tuple[str, ...] | None = None
+    #: "native" or "container" for the built-in servers (None: the stack file decides).
+    backend: str | None = None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -198,4 +208,14 @@ def resolve(config: pytest.Config) -> Settings:
         log_lines=values["log_lines"],
         sources=sources,
         profiles=None if profiles is None else _names(str(profiles)),
+        backend=_backend(values["backend"], sources["backend"]),
     )
+
+
+def _backend(value: Any, source: str) -> str | None:
+    if value is None:
+        return None
+    if str(value) not in ("native", "container"):
+        raise pytest.UsageError(f"stacktest: {source}: backend is 'native' or 'container', "
+                                f"not {value!r}")  # fmt: skip
+    return str(value)

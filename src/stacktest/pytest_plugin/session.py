@@ -92,6 +92,8 @@ class StackSession:
                 " the stack_file ini key at one"
             )
         try:
+            if settings.backend is not None:  # (read by the stack file's parser)
+                os.environ["STACKTEST_BACKEND"] = settings.backend
             return load_stack(settings.file, profiles=settings.profiles)
         except ConfigError as exc:
             raise StackUnavailable(f"stacktest: invalid stack file: {exc}") from None

@@ -65,7 +65,7 @@ def _load(
             files=tuple(project.files),
             inputs=tuple(project.inputs),
             profiles=project.profiles,
-            warnings=tuple(compose.notes),
+            warnings=(*compose.notes, *spec.warnings),
         )
     text = read_text(source)
     data = parse_toml(text, source)

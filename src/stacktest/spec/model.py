@@ -82,6 +82,8 @@ class ServiceSpec:
     #: ``port = N``: the service listens on 127.0.0.1:N (a compose file's published port),
     #: unless the stack is started with its ports remapped.
     port: int | None = None
+    #: ``"container"``: a built-in server run from its image (docs/containers.md).
+    backend: Literal["native", "container"] = "native"
 
     @property
     def is_process(self) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from stacktest.spec import schema
+from stacktest.spec.model import TOXIPROXY_PORT
 
 #: PostgreSQL's host authentication methods (``POSTGRES_HOST_AUTH_METHOD``).
 HOST_AUTH_METHODS = ("scram-sha-256", "md5", "password", "trust")
@@ -134,7 +135,7 @@ def container_fields(parser: Parser, key: str, table: Mapping[str, Any]) -> dict
         options["build"] = build
     if "entrypoint" in options:
         options["entrypoint"] = list(parser.str_list(f"{key}.entrypoint", options["entrypoint"]))
-    fields: dict[str, Any] = {"options": options}
+    fields: dict[str, Any] = {"options": options, "backend": "container"}
     if "command" in table:
         command = table["command"]
         if isinstance(command, str):  # as the engine reads it: split as a shell would
@@ -158,8 +159,50 @@ def container_kind(parser: Parser, key: str, table: Mapping[str, Any]) -> bool:
             parser.fail(f"{key}.backend", "an `image`/`build` service is a container",
                         'drop backend = "native", or give `use` or `command`')  # fmt: skip
         return True
-    if backend == "container":
-        parser.fail(f"{key}.backend", "a built-in server or a command as a container is not "
-                    "supported yet", 'give the image to run: image = "NAME:TAG" '
-                    "(docs/containers.md)")  # fmt: skip
+    if backend == "container" and table.get("use") is None:
+        parser.fail(f"{key}.backend", "a command service cannot run as a container",
+                    'give its image instead: image = "NAME:TAG" (and its command)')  # fmt: skip
     return False
+
+
+def backend_of(
+    parser: Parser, key: str, table: Mapping[str, Any], default: str | None,
+    kind: str | None = None, notes: list[str] | None = None,
+) -> str:  # fmt: skip
+    """A built-in server's backend: its own ``backend``, else ``[stack] backend``, else
+    ``STACKTEST_BACKEND`` (``--backend``), else native. A server that cannot run as a
+    container yet: an error when its own table asks, a note when the default does."""
+    import os
+
+    own = table.get("backend")
+    value = own or default or os.environ.get("STACKTEST_BACKEND") or "native"
+    if value not in ("native", "container"):
+        where = f"{key}.backend" if own or default else "STACKTEST_BACKEND (--backend)"
+        parser.fail(where, f"unknown backend {value!r}", "'native' or 'container'")
+    if value == "container" and kind is not None and kind not in schema.CONTAINER_KINDS:
+        why = f"a {kind} server cannot run as a container yet"
+        if own:
+            kinds = ", ".join(schema.CONTAINER_KINDS)
+            parser.fail(f"{key}.backend", why, f"drop it to run natively; as containers so "
+                        f"far: {kinds} (docs/containers.md)")  # fmt: skip
+        if notes is not None:
+            notes.append(f"{key}.backend: {why}; it runs natively (docs/containers.md)")
+        return "native"
+    return str(value)
+
+
+def default_toxiproxy_port(parser: Parser) -> int:
+    """8474, or ``STACKTEST_TOXIPROXY_PORT`` (a suite of many stacks sets 0)."""
+    import os
+
+    raw = os.environ.get("STACKTEST_TOXIPROXY_PORT")
+    if raw is None:
+        return TOXIPROXY_PORT
+    try:
+        return int(raw)
+    except ValueError:
+        parser.fail(
+            "stack.toxiproxy_port",
+            f"STACKTEST_TOXIPROXY_PORT={raw!r} is not a port number",
+            "set it to 0 (any free port) or a port from 1 to 65535",
+        )

@@ -8,7 +8,6 @@ Every problem becomes one :class:`ConfigError` naming the file, the key path
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import signal
 from collections.abc import Mapping
@@ -27,10 +26,17 @@ from stacktest.spec.model import (
     ServiceSpec,
     StackSpec,
 )
-from stacktest.spec.options import container_fields, container_kind, provider_options
+from stacktest.spec.options import (
+    backend_of,
+    container_fields,
+    container_kind,
+    default_toxiproxy_port,
+    provider_options,
+)
 from stacktest.spec.template import TemplateSyntaxError, references
 
-STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port", "volumes", "tmpfs"})
+STACK_KEYS = frozenset({"name", "run_dir", "proxy", "toxiproxy_port", "volumes", "tmpfs",
+                        "backend"})  # fmt: skip
 #: More would be a typo (each replica is a process and a port).
 MAX_REPLICAS = 1000
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*\Z")
@@ -142,7 +148,7 @@ class _Parser:
         )
         toxiproxy_port = self.expect(
             "stack.toxiproxy_port",
-            meta.get("toxiproxy_port", self.default_toxiproxy_port()),
+            meta.get("toxiproxy_port", default_toxiproxy_port(self)),
             (int,),
             "a port number (0: any free port)",
         )
@@ -172,6 +178,8 @@ class _Parser:
                 "the stack declares no services",
                 'add a [services.NAME] table, e.g. [services.db] with use = "postgres"',
             )
+        self.backend = backend_of(self, "stack", meta, None)
+        self.notes: list[str] = []
         kinds = {}
         for name, table in raw_services.items():
             key = f"services.{name}"
@@ -209,21 +217,8 @@ class _Parser:
             toxiproxy_port=toxiproxy_port,
             volumes=volumes,
             tmpfs=tmpfs,
+            warnings=tuple(self.notes),
         )
-
-    def default_toxiproxy_port(self) -> int:
-        """8474, or ``STACKTEST_TOXIPROXY_PORT`` (a suite of many stacks sets 0)."""
-        raw = os.environ.get("STACKTEST_TOXIPROXY_PORT")
-        if raw is None:
-            return TOXIPROXY_PORT
-        try:
-            return int(raw)
-        except ValueError:
-            self.fail(
-                "stack.toxiproxy_port",
-                f"STACKTEST_TOXIPROXY_PORT={raw!r} is not a port number",
-                "set it to 0 (any free port) or a port from 1 to 65535",
-            )
 
     def port(self, key: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
@@ -325,6 +320,7 @@ class _Parser:
             if "ready" in table:
                 fields["ready"] = self.ready(f"{key}.ready", table["ready"])
         else:
+            fields["backend"] = backend_of(self, key, table, self.backend, kind, self.notes)
             fields["options"] = provider_options(self, key, kind, table)
             if "ready" in table:  # a check of its own, run as well as the server's protocol check
                 ready = self.ready(f"{key}.ready", table["ready"])

@@ -110,6 +110,8 @@ OPTIONS["container"] = {
     "user": ((str,), "the user the container runs as (name or uid[:gid])"),
     "working_dir": ((str,), "the working directory inside the container"),
 }
+#: Built-in servers that can run from their image (``backend = "container"``).
+CONTAINER_KINDS = ("nats", "valkey", "redis")
 #: Keys of a container service's ``build`` table.
 BUILD_KEYS = frozenset({"context", "dockerfile", "args", "target"})
 for _options in OPTIONS.values():  # what a compose file's service stood for (messages)
