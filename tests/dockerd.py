@@ -155,6 +155,10 @@ def import_busybox(host: str) -> str:
             busybox_rootfs(), repository=repository, tag=tag,
             changes=["ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin", 'CMD ["sh"]'],
         )  # fmt: skip
+        try:
+            client.images.get(BUSYBOX_IMAGE)
+        except docker.errors.ImageNotFound:  # Podman's import takes the name, not the tag
+            client.images.get(f"{repository}:latest").tag(repository, tag)
     finally:
         client.close()
     return BUSYBOX_IMAGE
@@ -184,3 +188,54 @@ def build_nats_image(host: str) -> str:
         finally:
             client.close()
     return NATS_IMAGE
+
+
+PODMAN_CONF = """\
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+[containers]
+default_ulimits = []
+"""
+
+
+@contextlib.contextmanager
+def private_podman() -> Iterator[str]:
+    """Podman's Docker-compatible API of our own (``podman system service``), with a
+    ``containers.conf`` this sandbox allows (runc, cgroupfs, no ulimits); its address."""
+    require("podman", "/usr/bin/podman")
+    base = Path(tempfile.mkdtemp(prefix="stpm-", dir="/tmp"))
+    (base / "containers.conf").write_text(PODMAN_CONF)
+    sock = base / "podman.sock"
+    log = open(base / "podman.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        ["/usr/bin/podman", "--root", str(base / "root"), "--runroot", str(base / "run"),
+         "system", "service", "--time=0", f"unix://{sock}"],
+        stdout=log, stderr=log, start_new_session=True,
+        env={**os.environ, "PATH": SBIN_PATH, "CONTAINERS_CONF": str(base / "containers.conf")},
+    )  # fmt: skip
+    host = f"unix://{sock}"
+    try:
+        _wait_until_up(host, proc, base / "podman.log")
+        yield host
+    finally:
+        _stop(host, proc)
+        log.close()
+        kill_naming(base)  # conmon of exec sessions (checks) waits 300 s after they end
+        unmount_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+        assert not base.exists(), f"podman left {base} behind"
+
+
+def kill_naming(base: Path) -> None:
+    """SIGKILL every process whose command line names ``base``."""
+    needle = str(base).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue

@@ -21,7 +21,7 @@ from stacktest import Stack, eventually
 from stacktest.containers import engine as engine_mod
 from stacktest.containers.reap import LABEL_RUN_DIR
 from stacktest.errors import ServiceStartError
-from tests.dockerd import build_nats_image, import_busybox, private_dockerd
+from tests.dockerd import build_nats_image, import_busybox, private_dockerd, private_podman
 from tests.helpers import run_stacktest
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("containers")]
@@ -395,3 +395,30 @@ def test_backend_container_from_the_cli_says_what_stays_native(
     finally:
         run_stacktest("down", cwd=tmp_path)
     assert containers(engine, tmp_path / ".stacktest") == []
+
+
+def test_podman_runs_the_same_mixed_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Podman's Docker-compatible API, found through DOCKER_HOST: build, run, the engine's
+    pause and kill, and reaping after a kill -9 of the owner."""
+    with private_podman() as host:
+        import_busybox(host)
+        monkeypatch.setenv("DOCKER_HOST", host)
+        engine_mod.forget()
+        try:
+            assert engine_mod.find_engine().name == "Podman Engine"
+            path = project(tmp_path)
+            with Stack.from_file(path) as stack:
+                web = stack["web"]
+                assert httpx.get(stack["app"].url + "/").text.strip() == "built here"
+                stack.pause("web")
+                with pytest.raises(httpx.TimeoutException):
+                    httpx.get(web.url + "/", timeout=1)
+                stack.resume("web")
+                stack.kill("web")
+                stack.start_service("web")
+                assert "hello from busybox" in httpx.get(web.url + "/", timeout=5).text
+            assert containers(host, tmp_path / ".stacktest") == []
+        finally:
+            engine_mod.forget()
