@@ -422,3 +422,39 @@ def test_podman_runs_the_same_mixed_stack(
             assert containers(host, tmp_path / ".stacktest") == []
         finally:
             engine_mod.forget()
+
+
+def test_compose_volumes_of_a_container_are_mounted(engine: str, tmp_path: Path) -> None:
+    """A bind mount as written (read-only kept), a named volume as RUN_DIR/volumes/NAME:
+    what the container writes there outlives the run, `down -v` removes it."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("from the host\n")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent("""
+        services:
+          files:
+            image: stacktest-tests/busybox:local
+            command: ["httpd", "-f", "-p", "127.0.0.1:18392", "-h", "/www"]
+            ports: ["127.0.0.1:18392:18392"]
+            stop_grace_period: 1s
+            volumes:
+              - ./site:/www:ro
+              - data:/data
+        volumes:
+          data: {}
+    """))
+    import docker
+
+    with Stack.from_file(tmp_path / "compose.yaml") as stack:
+        # (no healthcheck: "started" is all Compose promises, so wait for its port)
+        page = eventually(lambda: httpx.get("http://127.0.0.1:18392/").text, timeout=10)
+        assert page == "from the host\n"
+        client = docker.DockerClient(base_url=engine, version="auto", timeout=30)
+        container = client.containers.get(stack["files"].fields["container"])
+        code, out = container.exec_run(["sh", "-c", "echo x > /www/new.html"])
+        assert code != 0 and b"Read-only file system" in out
+        assert container.exec_run(["sh", "-c", "echo kept > /data/state.txt"])[0] == 0
+        client.close()
+        volume = stack.run_dir.path / "volumes" / "data"
+    assert (volume / "state.txt").read_text() == "kept\n"
+    run_stacktest("down", "-v", cwd=tmp_path)
+    assert not volume.exists()

@@ -132,8 +132,9 @@ def render_instance(instance: Instance, plan: Plan, base_dir: Path) -> None:
 
     instance.env = {key: render(value, resolve) for key, value in spec.env.items()}
     instance.options = dict(spec.options)
-    if isinstance(spec.options.get("args"), list):
-        instance.options["args"] = [render(str(a), resolve) for a in spec.options["args"]]
+    for listed in ("args", "volumes"):
+        if isinstance(spec.options.get(listed), list):
+            instance.options[listed] = [render(str(a), resolve) for a in spec.options[listed]]
     for table in ("settings", "addresses"):
         if isinstance(spec.options.get(table), dict):
             instance.options[table] = {

@@ -89,6 +89,7 @@ class ContainerProvider(Provider):
             # the runner must finish (and say why) before the engine's own SIGKILL of it
             "stop_timeout": max(int(instance.spec.stop_timeout) - 1, 0),
             "working_dir": instance.options.get("working_dir"),
+            "volumes": instance.options.get("volumes"),
             "user": instance.options.get("user"),
         }
         pid_file = instance.data_dir / "container.pid"

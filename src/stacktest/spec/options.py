@@ -133,6 +133,19 @@ def container_fields(parser: Parser, key: str, table: Mapping[str, Any]) -> dict
         build["args"] = {str(k): str(v) for k, v in args.items()}
         build["dockerfile"] = dockerfile
         options["build"] = build
+    if "volumes" in options:
+        mounts = []
+        for i, item in enumerate(parser.str_list(f"{key}.volumes", options["volumes"])):
+            host, _, rest = item.partition(":")
+            target, _, mode = rest.partition(":")
+            if not host or not target.startswith("/") or mode not in ("", "ro", "rw"):
+                example = '"./conf:/etc/app:ro" or "{run_dir}/volumes/data:/data"'
+                parser.fail(f"{key}.volumes[{i}]", f"{item!r} is not HOST:CONTAINER[:ro]",
+                            f"e.g. {example}")  # fmt: skip
+            if not host.startswith(("/", "{")):
+                host = str(parser.source.parent / host)
+            mounts.append(f"{host}:{target}:{mode or 'rw'}")
+        options["volumes"] = mounts
     if "entrypoint" in options:
         options["entrypoint"] = list(parser.str_list(f"{key}.entrypoint", options["entrypoint"]))
     fields: dict[str, Any] = {"options": options, "backend": "container"}

@@ -532,8 +532,9 @@ class _Parser:
                     (f"{key}.ready.command[{i}]", a) for i, a in enumerate(spec.ready.argv)
                 ]
         templated += [(f"{key}.env.{var}", value) for var, value in spec.env.items()]
-        args = spec.options.get("args")
-        templated += [(f"{key}.args[{i}]", str(a)) for i, a in enumerate(args or [])]
+        for listed in ("args", "volumes"):
+            items = spec.options.get(listed) or []
+            templated += [(f"{key}.{listed}[{i}]", str(a)) for i, a in enumerate(items)]
         for table in ("settings", "addresses"):
             values = spec.options.get(table) or {}
             templated += [(f"{key}.{table}.{k}", v) for k, v in values.items() if type(v) is str]

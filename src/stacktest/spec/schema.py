@@ -109,6 +109,7 @@ OPTIONS["container"] = {
     "entrypoint": ((list,), "the image's entrypoint, replaced (a list of strings)"),
     "user": ((str,), "the user the container runs as (name or uid[:gid])"),
     "working_dir": ((str,), "the working directory inside the container"),
+    "volumes": ((list,), 'mounts: "HOST:CONTAINER[:ro]" (HOST relative to the stack file)'),
 }
 #: Built-in servers that can run from their image (``backend = "container"``).
 CONTAINER_KINDS = ("nats", "valkey", "redis")

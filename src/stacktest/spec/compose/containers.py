@@ -5,16 +5,25 @@ When a container engine is available, a service whose image stacktest cannot run
 Containers share the host's network: the container listens on the host's loopback at its
 own port (the container port of its ``ports``/``expose``), reaches the other services by
 their names (each resolves to 127.0.0.1) and their ports (addresses in its environment are
-rewritten to where they listen, as for a local process).
+rewritten to where they listen, as for a local process). Its bind mounts are mounted as
+written; a named volume is the directory ``RUN_DIR/volumes/NAME`` (kept across runs,
+``down -v`` removes it), mounted, as local processes see it too.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Protocol
+
+from stacktest.spec.compose.values import is_bind, literal, tmpfs_targets, volume_parts
 
 
 class Translator(Protocol):
+    named_volumes: set[str]
+    source: Path
+
     def note(self, key: str, what: str) -> None: ...
 
     def rewrite_env(self, env: dict[str, str], ports: dict[str, int | None],
@@ -51,7 +60,20 @@ def container_table(
     own = ports.get(name)
     if own is not None:
         table["port"] = own  # host networking: it listens where the image listens
+    volumes = []
     for item in body.get("volumes") or []:
-        t.note(f"{key}.volumes", f"{item}: not mounted yet in a container service "
-               "(its files live in the container, kept across restarts)")  # fmt: skip
+        parts = volume_parts(item)
+        if parts is None:  # an anonymous volume: the container's own files (kept across
+            continue  # its restarts, removed with it), which is what it is for here
+        source, target, read_only = parts
+        if is_bind(source):  # a host path, as Compose resolves it
+            host = literal(str((t.source.parent / os.path.expanduser(source)).resolve()))
+        else:  # a named volume: RUN_DIR/volumes/NAME, as for a local process
+            t.named_volumes.add(source)
+            host = f"{{run_dir}}/volumes/{source}"
+        volumes.append(f"{host}:{target}:{'ro' if read_only else 'rw'}")
+    if volumes:
+        table["volumes"] = volumes
+    for target in tmpfs_targets(body):
+        t.note(f"{key}.tmpfs", f"{target}: the container's own directory (not a tmpfs)")
     return table
