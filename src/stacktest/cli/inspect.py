@@ -270,6 +270,10 @@ def spec_to_dict(spec: StackSpec) -> dict[str, Any]:
             entry["port"] = s.port
         if s.is_process:
             entry.update(command=list(s.command), shell=s.shell, cwd=s.cwd, replicas=s.replicas)
+        elif s.is_container:  # (image, build and the rest are in its options, below)
+            entry.update(command=list(s.command) or None, replicas=s.replicas)
+        if s.backend != "native":
+            entry["backend"] = s.backend
         if s.ready:  # (a built-in server's own check, run after its protocol check)
             entry["ready"] = {k: v for k, v in vars(s.ready).items() if v not in ("", (), None)}
         options = dict(s.options)
