@@ -45,7 +45,10 @@ class Engine:
         """A Docker SDK client for this engine (the SDK speaks to Podman too)."""
         import docker
 
-        return docker.DockerClient(base_url=self.host, timeout=int(timeout), version="auto")
+        # (the API version it answered with: "auto" would ask again on every client)
+        version = self.api_version if self.api_version[:1].isdigit() else "auto"
+        return docker.DockerClient(base_url=self.host, timeout=max(int(timeout), 1),
+                                   version=version)  # fmt: skip
 
     def describe(self) -> str:
         api = f"API {self.api_version}"

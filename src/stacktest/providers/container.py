@@ -26,6 +26,9 @@ from stacktest.providers.base import Instance, Launch, Provider
 from stacktest.providers.process import ProcessProvider, service_environment
 from stacktest.spec.model import ReadyCheck
 
+#: Seconds an engine may take to run an exec check on top of the check's own timeout.
+EXEC_OVERHEAD = 5.0
+
 
 def container_name(instance: Instance) -> str:
     """Unique per run and instance (``stacktest-RUNID-api.2``), as the engine allows."""
@@ -190,8 +193,11 @@ class ContainerProvider(Provider):
             ok = await ProcessProvider().probe(instance)
         else:
             argv = ["/bin/sh", "-c", check.argv[0]] if check.shell else list(check.argv)
-            ok = await asyncio.wait_for(asyncio.to_thread(self._exec, instance, argv),
-                                        check.attempt_timeout + 1)  # fmt: skip
+            # the engine's own time comes on top of the check's (an exec is a few requests);
+            # the request itself times out too, so no thread is left waiting on the engine
+            allowance = check.attempt_timeout + EXEC_OVERHEAD
+            ok = await asyncio.wait_for(asyncio.to_thread(self._exec, instance, argv, allowance),
+                                        allowance + 1)  # fmt: skip
         if ok:
             await self.refuse_if_exposed(instance)
         return ok
@@ -213,11 +219,11 @@ class ContainerProvider(Provider):
         finally:
             client.close()
 
-    def _exec(self, instance: Instance, argv: list[str]) -> bool:
+    def _exec(self, instance: Instance, argv: list[str], timeout: float) -> bool:
         """The check inside the container (``docker exec``), as the image's healthcheck."""
         import docker.errors
 
-        client = self.engine(instance).client(timeout=30)
+        client = self.engine(instance).client(timeout=timeout)
         try:
             container = client.containers.get(container_name(instance))
             if container.status != "running":
@@ -226,6 +232,8 @@ class ContainerProvider(Provider):
             return bool(code == 0)
         except docker.errors.NotFound:
             return False
+        except Exception as exc:  # the request timed out (requests' own error)
+            raise TimeoutError(f"the engine did not run the check within {timeout:g}s") from exc
         finally:
             client.close()
 
